@@ -1,0 +1,64 @@
+"""Every Numba option fastbp uses, set in one place.
+
+Environment switches (read once, at import):
+
+``FASTBP_CACHE=0``
+    Do not write or read Numba's on-disk compile cache.
+``FASTBP_FASTMATH=1``
+    Compile with ``fastmath=True``. Off by default: it reorders floating-point
+    arithmetic, so results stop matching the NumPy reference bit for bit.
+
+Numba's cache does not record compile options, so fastmath code and cached code
+never mix: ``FASTBP_FASTMATH=1`` also turns the cache off.
+"""
+
+from __future__ import annotations
+
+import os
+import types
+
+import numba
+
+FASTMATH: bool = os.environ.get("FASTBP_FASTMATH", "0") == "1"
+CACHE: bool = os.environ.get("FASTBP_CACHE", "1") != "0" and not FASTMATH
+
+# Element-wise passes over fewer elements than this run on one thread: below it,
+# waking the thread pool costs more than it saves.
+PARALLEL_MIN: int = 16384
+# Matrix products with m * k * n below this run as plain loops: a BLAS call has a
+# fixed cost of a few hundred nanoseconds, more than a tiny product takes.
+SMALL_GEMM: int = 4096
+
+# error_model="numpy": division by zero gives inf instead of a Python exception
+# check, which would block LLVM's loop vectorizer. nogil lets several Python
+# threads train separate models at once.
+JIT_OPTIONS = {
+    "cache": CACHE,
+    "nogil": True,
+    "error_model": "numpy",
+    "fastmath": FASTMATH,
+}
+
+
+def jit(fn):
+    """Compile ``fn`` as a serial nopython function."""
+    return numba.njit(**JIT_OPTIONS)(fn)
+
+
+def pjit(fn):
+    """Compile ``fn`` with ``parallel=True`` (its ``prange`` loops use threads)."""
+    return numba.njit(parallel=True, **JIT_OPTIONS)(fn)
+
+
+def serial_and_parallel(body):
+    """Compile ``body`` twice: serially and with ``parallel=True``.
+
+    Numba's cache files are named after the Python function and do not record
+    compile options, so the parallel twin gets a function of its own name; with
+    one shared function, each would load the other's cached machine code.
+    """
+    twin = types.FunctionType(
+        body.__code__, body.__globals__, body.__name__, body.__defaults__, body.__closure__
+    )
+    twin.__qualname__ = body.__qualname__ + "_parallel"
+    return jit(body), pjit(twin)

@@ -1,0 +1,575 @@
+"""The trainer API: :class:`Network`, a sigmoid MLP trained by backpropagation."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fastbp import _loop, reference
+from fastbp._threads import compute_threads
+from fastbp._validation import (
+    FLOAT_DTYPES,
+    all_finite,
+    check_bool,
+    check_data,
+    check_dtype,
+    check_int,
+    check_positive_float,
+    check_sizes,
+    check_targets,
+)
+
+FORMAT_VERSION = 1
+# A compiled chunk of training runs about this long before returning to Python,
+# which then handles Ctrl-C, progress bars and callbacks.
+_CHUNK_SECONDS = 0.1
+# Most shuffled row orders generated at once (int64 entries).
+_ORDER_BUDGET = 1 << 20
+# Rows per forward pass in predict and loss: bounds their scratch memory.
+_EVAL_ROWS = 4096
+
+
+class DivergenceError(FloatingPointError):
+    """Training produced a non-finite loss or weights.
+
+    The network keeps the last finite weights it had, from a completed step.
+    ``history`` holds the losses of the epochs completed before.
+    """
+
+    def __init__(self, message: str, history: History) -> None:
+        super().__init__(message)
+        self.history = history
+
+
+@dataclass
+class History:
+    """What :meth:`Network.fit` did.
+
+    Attributes
+    ----------
+    loss : ndarray of float64, shape (epochs,)
+        Training loss J of each epoch: the mean over its batches of the batch's
+        J before that batch's update, weighted by batch size (for a full batch,
+        J at the start of the epoch).
+    seconds : float
+        Wall time of the fit, compilation included.
+    """
+
+    loss: np.ndarray = field(default_factory=lambda: np.empty(0))
+    seconds: float = 0.0
+
+
+class Layout:
+    """Where each layer's weights, biases and activations sit in the flat buffers."""
+
+    def __init__(self, sizes: np.ndarray) -> None:
+        self.sizes = sizes
+        n_in, n_out = sizes[:-1], sizes[1:]
+        per_layer = n_in * n_out + n_out
+        starts = np.concatenate(([0], np.cumsum(per_layer)[:-1])).astype(np.int64)
+        self.w_off = starts
+        self.b_off = (starts + n_in * n_out).astype(np.int64)
+        self.n_params = int(per_layer.sum())
+        self.n_units = int(n_out.sum())
+
+    def act_offsets(self, capacity: int) -> np.ndarray:
+        """Start of each layer's slot in an activation buffer of ``capacity`` rows."""
+        widths = self.sizes[1:]
+        return (capacity * np.concatenate(([0], np.cumsum(widths)[:-1]))).astype(np.int64)
+
+
+class Network:
+    """A multilayer perceptron with sigmoid layers, trained on mean squared error.
+
+    Each layer computes ``A = sigmoid(A_prev @ W + b)`` with samples as rows. The
+    loss is ``J = (1/M) * sum_i ||a_i - y_i||^2`` over the M samples of a batch,
+    minimised by (mini-batch) gradient descent ``theta -= lr * dJ/dtheta``.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Layer widths, inputs first: ``[64, 32, 10]`` is 64 inputs, one hidden
+        layer of 32 units and 10 outputs.
+    dtype : float32 or float64
+        Precision of the weights and of all arithmetic. Data of another dtype is
+        converted (a copy); data already in this dtype is used in place.
+    seed : int or None
+        Seed of the network's generator, ``numpy.random.default_rng(seed)``, used
+        for the initial weights and then for shuffling.
+
+    Attributes
+    ----------
+    weights : list of ndarray, ``weights[l].shape == (sizes[l], sizes[l + 1])``
+    biases : list of ndarray, ``biases[l].shape == (sizes[l + 1],)``
+        Writable views into the network's parameters: ``net.weights[0][:] = w``
+        changes the network. Replacing an entry (``net.weights[0] = w``) works
+        too; the new array is checked and copied in when the network next runs.
+    """
+
+    def __init__(self, sizes: Any, dtype: Any = np.float64, seed: int | None = None) -> None:
+        sizes = check_sizes(sizes)
+        dt = check_dtype(dtype)
+        if seed is not None:
+            seed = check_int("seed", seed, minimum=0)
+        self._init(sizes, dt)
+        self._rng = np.random.default_rng(seed)
+        weights, biases = reference.init_params_from(sizes, dt, self._rng)
+        for view, value in zip(
+            self._weight_views + self._bias_views, weights + biases, strict=True
+        ):
+            view[...] = value
+
+    def _init(self, sizes: np.ndarray, dtype: np.dtype) -> None:
+        self._layout = Layout(sizes)
+        self._dtype = dtype
+        self._params = np.zeros(self._layout.n_params, dtype=dtype)
+        self._weight_views, self._bias_views = [], []
+        for layer in range(len(sizes) - 1):
+            n_in, n_out = int(sizes[layer]), int(sizes[layer + 1])
+            w0 = self._layout.w_off[layer]
+            b0 = self._layout.b_off[layer]
+            self._weight_views.append(self._params[w0 : w0 + n_in * n_out].reshape(n_in, n_out))
+            self._bias_views.append(self._params[b0 : b0 + n_out])
+        self._weights = list(self._weight_views)
+        self._biases = list(self._bias_views)
+
+    # -- properties ------------------------------------------------------------
+
+    @property
+    def sizes(self) -> list[int]:
+        """Layer widths, inputs first."""
+        return [int(s) for s in self._layout.sizes]
+
+    @property
+    def dtype(self) -> np.dtype:
+        """float32 or float64: the dtype of the parameters and of every result."""
+        return self._dtype
+
+    @property
+    def weights(self) -> list[np.ndarray]:
+        return self._weights
+
+    @weights.setter
+    def weights(self, values: Any) -> None:
+        self._set_params(values, self._biases)
+
+    @property
+    def biases(self) -> list[np.ndarray]:
+        return self._biases
+
+    @biases.setter
+    def biases(self, values: Any) -> None:
+        self._set_params(self._weights, values)
+
+    def _set_params(self, weights: Any, biases: Any) -> None:
+        for name, values, views in (
+            ("weights", weights, self._weight_views),
+            ("biases", biases, self._bias_views),
+        ):
+            if not isinstance(values, list | tuple) or len(values) != len(views):
+                raise ValueError(f"{name} must be a list of {len(views)} arrays")
+        self._weights = list(weights)
+        self._biases = list(biases)
+        self._sync()
+
+    def _sync(self) -> None:
+        """Copy entries the user replaced in ``weights``/``biases`` into the parameters.
+
+        All are checked first, so a bad one leaves the network unchanged.
+        """
+        pending = []
+        for name, entries, views in (
+            ("weights", self._weights, self._weight_views),
+            ("biases", self._biases, self._bias_views),
+        ):
+            for layer, (entry, view) in enumerate(zip(entries, views, strict=True)):
+                if entry is view:
+                    continue
+                label = f"{name}[{layer}]"
+                arr = np.asarray(entry)
+                if arr.dtype.kind not in "biuf":
+                    raise TypeError(f"{label} must be a real numeric array, got dtype {arr.dtype}")
+                if arr.shape != view.shape:
+                    raise ValueError(f"{label} must have shape {view.shape}, got {arr.shape}")
+                if not all_finite(arr):
+                    raise ValueError(f"{label} contains NaN or infinity")
+                pending.append((entries, layer, arr, view))
+        for entries, layer, arr, view in pending:
+            view[...] = arr
+            entries[layer] = view
+
+    # -- evaluation --------------------------------------------------------------
+
+    def _check_xy(self, X: Any, Y: Any) -> tuple[np.ndarray, np.ndarray]:
+        sizes = self._layout.sizes
+        x = check_data("X", X, self._dtype, int(sizes[0]))
+        y = check_targets("Y", Y, self._dtype, int(sizes[-1]), x.shape[0])
+        return x, y
+
+    def _eval_buffers(self, n: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+        capacity = min(n, _EVAL_ROWS)
+        acts = np.empty(capacity * self._layout.n_units, dtype=self._dtype)
+        xb = np.empty((capacity, int(self._layout.sizes[0])), dtype=self._dtype)
+        return capacity, self._layout.act_offsets(capacity), acts, xb
+
+    def _forward_chunks(self, x: np.ndarray):
+        """Yield (start, stop, output view) for consecutive row chunks of x."""
+        lay = self._layout
+        capacity, a_off, acts, xb = self._eval_buffers(x.shape[0])
+        top = len(lay.sizes) - 2
+        order = np.empty(0, dtype=np.int64)
+        for start in range(0, x.shape[0], capacity):
+            m = min(capacity, x.shape[0] - start)
+            if x.flags.c_contiguous:
+                xin = x[start : start + m]
+            else:
+                _loop.gather_rows(x, order, start, m, xb)
+                xin = xb[:m]
+            _loop.forward_pass(xin, lay.sizes, lay.w_off, lay.b_off, a_off, self._params, acts)
+            yield start, start + m, _loop.rows(acts, a_off[top], m, int(lay.sizes[-1]))
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Network outputs.
+
+        Parameters
+        ----------
+        X : array-like, shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray, shape (n_samples, n_out), the network's dtype
+        """
+        self._sync()
+        x = check_data("X", X, self._dtype, int(self._layout.sizes[0]))
+        out = np.empty((x.shape[0], int(self._layout.sizes[-1])), dtype=self._dtype)
+        with compute_threads():
+            for start, stop, a in self._forward_chunks(x):
+                out[start:stop] = a
+        return out
+
+    def loss(self, X: Any, Y: Any) -> float:
+        """``J = (1/M) * sum_i ||a_i - y_i||^2`` over the M samples of (X, Y).
+
+        Y has shape (n_samples, n_out), or (n_samples,) when n_out == 1.
+        """
+        self._sync()
+        x, y = self._check_xy(X, Y)
+        total = 0.0
+        with compute_threads():
+            for start, stop, a in self._forward_chunks(x):
+                d = a - y[start:stop]
+                total += float(np.vdot(d, d))
+        return total / x.shape[0]
+
+    def gradients(self, X: Any, Y: Any) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """``dJ/dW_l`` and ``dJ/db_l`` of every layer at the current parameters.
+
+        Returns
+        -------
+        dWs, dBs : lists of ndarray shaped like ``weights`` and ``biases``
+        """
+        self._sync()
+        x, y = self._check_xy(X, Y)
+        lay = self._layout
+        n = x.shape[0]
+        acts = np.empty(n * lay.n_units, dtype=self._dtype)
+        deltas = np.empty_like(acts)
+        grads = np.empty_like(self._params)
+        a_off = lay.act_offsets(n)
+        # The compiled passes take C-contiguous data; gradients are a diagnostic
+        # on one batch, so a contiguous copy of other layouts is acceptable here.
+        x = np.ascontiguousarray(x)
+        y = np.ascontiguousarray(y)
+        with compute_threads():
+            _loop.forward_pass(x, lay.sizes, lay.w_off, lay.b_off, a_off, self._params, acts)
+            _loop.backward_pass(
+                x, y, lay.sizes, lay.w_off, lay.b_off, a_off, self._params, acts, grads, deltas
+            )
+        dws, dbs = [], []
+        for layer in range(len(lay.sizes) - 1):
+            dw, db = _loop.layer_params(grads, lay.sizes, lay.w_off, lay.b_off, layer)
+            dws.append(dw.copy())
+            dbs.append(db.copy())
+        return dws, dbs
+
+    # -- training ------------------------------------------------------------------
+
+    def fit(
+        self,
+        X: Any,
+        Y: Any,
+        epochs: int = 100,
+        lr: float = 0.5,
+        batch_size: int | None = None,
+        shuffle: bool = False,
+        *,
+        progress: bool = False,
+        callback: Callable[[int, float], Any] | None = None,
+    ) -> History:
+        """Train by mini-batch gradient descent on the mean squared error.
+
+        Parameters
+        ----------
+        X : array-like, shape (n_samples, n_features)
+            Any layout (strided, Fortran-ordered, read-only, ``numpy.memmap``):
+            batches are read from it directly. In the network's dtype it is not
+            copied; in any other dtype it is converted first.
+        Y : array-like, shape (n_samples, n_out), or (n_samples,) when n_out == 1
+        epochs : int >= 1
+        lr : float > 0
+            Learning rate.
+        batch_size : int >= 1 or None
+            Rows per step; None (or more than n_samples) is full batch. Batches
+            are consecutive slices of the rows; a partial last batch is averaged
+            over its own size.
+        shuffle : bool
+            Permute the rows each epoch with the network's seeded generator.
+        progress : bool
+            Show a progress bar (tqdm) with the latest epoch's loss.
+        callback : callable(epoch, loss), optional
+            Called after each epoch, in order, with the epoch number (from 0) and
+            its loss. Returning True stops training after that epoch.
+
+        Returns
+        -------
+        History
+            ``loss`` has one entry per completed epoch.
+
+        Raises
+        ------
+        DivergenceError
+            If the loss or the weights become non-finite (learning rate too
+            high). The network then keeps the last finite weights it had.
+        """
+        t0 = time.perf_counter()
+        self._sync()
+        x, y = self._check_xy(X, Y)
+        epochs = check_int("epochs", epochs)
+        lr = check_positive_float("lr", lr)
+        if batch_size is not None:
+            batch_size = check_int("batch_size", batch_size)
+        shuffle = check_bool("shuffle", shuffle)
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+
+        n = x.shape[0]
+        batch = n if batch_size is None else min(batch_size, n)
+        trainer = _Trainer(self, x, y, batch, lr, shuffle)
+        losses = np.empty(epochs)
+        bar = _progress_bar(epochs) if progress else None
+        done = 0
+        try:
+            with compute_threads():
+                for count, block in trainer.run(epochs):
+                    losses[done : done + count] = block
+                    for k in range(count):
+                        stop = callback is not None and callback(done + k, float(block[k])) is True
+                        if stop:
+                            done += k + 1
+                            return History(losses[:done].copy(), time.perf_counter() - t0)
+                    done += count
+                    if bar is not None:
+                        bar.update(count)
+                        bar.set_postfix(loss=f"{block[count - 1]:.6g}")
+        except _Diverged:
+            history = History(losses[:done].copy(), time.perf_counter() - t0)
+            raise DivergenceError(
+                f"training diverged in epoch {done} (non-finite loss or "
+                f"weights; try a smaller lr than {lr}): the network keeps its last finite weights",
+                history,
+            ) from None
+        finally:
+            if bar is not None:
+                bar.close()
+        return History(losses, time.perf_counter() - t0)
+
+    # -- files -----------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the network to ``path`` as an ``.npz`` file, atomically.
+
+        The file is written next to ``path`` under a temporary name and renamed
+        over it, so a crash mid-save leaves any previous file intact.
+        """
+        self._sync()
+        path = Path(path)
+        arrays = {"fastbp_format": np.array(FORMAT_VERSION), "sizes": self._layout.sizes}
+        for layer, (w, b) in enumerate(zip(self._weight_views, self._bias_views, strict=True)):
+            arrays[f"W{layer}"] = w
+            arrays[f"b{layer}"] = b
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Network:
+        """Read a network written by :meth:`save`.
+
+        Pickled objects are refused, so loading never runs code from the file.
+        Every array is checked (names, shapes, dtypes, finiteness) before use.
+
+        Raises
+        ------
+        ValueError
+            If the file is not a valid fastbp model (truncated, foreign, corrupt).
+        OSError
+            If it cannot be read at all (missing, a directory, no permission).
+        """
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                arrays = {name: npz[name] for name in npz.files}
+        except (zipfile.BadZipFile, EOFError, ValueError, KeyError) as exc:
+            raise ValueError(f"{path}: not a fastbp model file ({exc})") from None
+        return cls._from_arrays(arrays, str(path))
+
+    @classmethod
+    def _from_arrays(cls, arrays: dict[str, np.ndarray], source: str) -> Network:
+        def bad(why: str) -> ValueError:
+            return ValueError(f"{source}: not a valid fastbp model file: {why}")
+
+        version = arrays.get("fastbp_format")
+        if version is None or version.shape != () or version.dtype.kind not in "iu":
+            raise bad("no fastbp_format entry")
+        if int(version) != FORMAT_VERSION:
+            raise bad(f"format version {int(version)}; this fastbp reads {FORMAT_VERSION}")
+        sizes = arrays.get("sizes")
+        if sizes is None or sizes.ndim != 1 or sizes.dtype.kind not in "iu" or sizes.size < 2:
+            raise bad("sizes must be a 1-D integer array of at least 2 widths")
+        if (sizes < 1).any():
+            raise bad(f"layer widths must be >= 1, got {sizes.tolist()}")
+        n_layers = sizes.size - 1
+        expected = {"fastbp_format", "sizes"}
+        expected |= {f"W{i}" for i in range(n_layers)} | {f"b{i}" for i in range(n_layers)}
+        if set(arrays) != expected:
+            raise bad(f"entries {sorted(arrays)}, expected {sorted(expected)}")
+        dtype = arrays["W0"].dtype
+        if dtype not in FLOAT_DTYPES:
+            raise bad(f"weights must be float32 or float64, got {dtype}")
+        for layer in range(n_layers):
+            for name, shape in (
+                (f"W{layer}", (int(sizes[layer]), int(sizes[layer + 1]))),
+                (f"b{layer}", (int(sizes[layer + 1]),)),
+            ):
+                arr = arrays[name]
+                if arr.dtype != dtype:
+                    raise bad(f"{name} has dtype {arr.dtype}, W0 has {dtype}")
+                if arr.shape != shape:
+                    raise bad(f"{name} has shape {arr.shape}, expected {shape}")
+                if not all_finite(arr):
+                    raise bad(f"{name} contains NaN or infinity")
+        net = cls.__new__(cls)
+        net._init(sizes.astype(np.int64), dtype)
+        net._rng = np.random.default_rng()
+        for layer in range(n_layers):
+            net._weight_views[layer][...] = arrays[f"W{layer}"]
+            net._bias_views[layer][...] = arrays[f"b{layer}"]
+        return net
+
+    def __repr__(self) -> str:
+        return f"Network({self.sizes}, dtype={self._dtype.name})"
+
+
+class _Diverged(Exception):
+    """A chunk hit a non-finite loss or weights; its starting weights are restored."""
+
+
+class _Trainer:
+    """Buffers of one fit, and the loop that feeds the compiled chunks."""
+
+    def __init__(
+        self, net: Network, x: np.ndarray, y: np.ndarray, batch: int, lr: float, shuffle: bool
+    ) -> None:
+        lay = net._layout
+        dtype = net._dtype
+        self.net, self.x, self.y, self.batch, self.lr, self.shuffle = net, x, y, batch, lr, shuffle
+        self.gather = shuffle or not (x.flags.c_contiguous and y.flags.c_contiguous)
+        self.grads = np.zeros_like(net._params)
+        self.snapshot = np.empty_like(net._params)
+        self.acts = np.empty(batch * lay.n_units, dtype=dtype)
+        self.deltas = np.empty_like(self.acts)
+        self.a_off = lay.act_offsets(batch)
+        rows = batch if self.gather else 0
+        self.xb = np.empty((rows, x.shape[1]), dtype=dtype)
+        self.yb = np.empty((rows, y.shape[1]), dtype=dtype)
+        self.position = np.zeros(2, dtype=np.int64)
+        n = x.shape[0]
+        self.block = max(1, _ORDER_BUDGET // n) if shuffle else 0
+        self.orders = np.empty((self.block, n), dtype=np.int64)
+
+    def run(self, epochs: int):
+        """Yield (count, losses) for each run of completed epochs, in order."""
+        n = self.x.shape[0]
+        max_steps = 1
+        done = 0
+        while done < epochs:
+            count = min(epochs - done, self.block) if self.shuffle else epochs - done
+            orders = self.orders[:count]
+            for k in range(orders.shape[0]):
+                orders[k] = np.arange(n)
+                self.net._rng.shuffle(orders[k])  # the same draws as rng.permutation(n)
+            loss_sums = np.zeros(count)
+            self.position[:] = 0
+            reported = 0
+            while self.position[0] < count:
+                np.copyto(self.snapshot, self.net._params)
+                t = time.perf_counter()
+                status = self._chunk(orders, loss_sums, max_steps)
+                elapsed = time.perf_counter() - t
+                if status or not all_finite(self.net._params):
+                    np.copyto(self.net._params, self.snapshot)
+                    raise _Diverged
+                finished = int(self.position[0])
+                if finished > reported:
+                    yield finished - reported, loss_sums[reported:finished] / n
+                    done += finished - reported
+                    reported = finished
+                # Aim each chunk at _CHUNK_SECONDS, growing at most tenfold at a time.
+                target = int(max_steps * _CHUNK_SECONDS / max(elapsed, 1e-9))
+                max_steps = max(1, min(max_steps * 10, target))
+
+    def _chunk(self, orders: np.ndarray, loss_sums: np.ndarray, max_steps: int) -> int:
+        lay = self.net._layout
+        return _loop.train_chunk(
+            self.x,
+            self.y,
+            orders,
+            self.gather,
+            lay.sizes,
+            lay.w_off,
+            lay.b_off,
+            self.a_off,
+            self.net._params,
+            self.grads,
+            self.acts,
+            self.deltas,
+            self.xb,
+            self.yb,
+            self.lr,
+            self.batch,
+            self.position,
+            max_steps,
+            loss_sums,
+        )
+
+
+def _progress_bar(total: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="epoch", leave=True)

@@ -1,0 +1,226 @@
+"""Plain-NumPy backpropagation: the oracle for tests and the baseline for benchmarks.
+
+No Numba here. Each layer kernel has the same name and signature as its compiled
+twin in :mod:`fastbp.kernels` and writes into the same caller-supplied outputs,
+so tests and benchmarks can loop over ``{"numpy": reference, "fastbp": kernels}``.
+It is a fair vectorised implementation (BLAS products into preallocated buffers,
+no per-sample Python loops), readable line by line against the equations:
+
+    forward     A_l  = sigmoid(A_{l-1} @ W_l + b_l)            (samples as rows)
+    loss        J    = (1/M) * sum_i ||a_i - y_i||^2
+    output      dA_L = 2 (A_L - Y) / M
+    backward    dZ_l = dA_l * A_l * (1 - A_l)
+                dW_l = A_{l-1}^T dZ_l,  db_l = sum over rows of dZ_l
+                dA_{l-1} = dZ_l W_l^T
+    update      W_l -= lr * dW_l,  b_l -= lr * db_l
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import numpy as np
+
+IDENTITY = 0
+LOGISTIC = 1
+TANH = 2
+RELU = 3
+
+
+def sigmoid(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``1 / (1 + exp(-z))`` in NumPy, into ``out`` (may be ``z`` itself)."""
+    out = np.negative(z, out=out)
+    with np.errstate(over="ignore"):  # exp(-z) = inf gives the right limit, 0
+        np.exp(out, out=out)
+    out += 1
+    return np.reciprocal(out, out=out)
+
+
+def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """``out[:] = a @ b``."""
+    np.matmul(a, b, out=out)
+
+
+def dense_forward(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray, out: np.ndarray, activation: int = LOGISTIC
+) -> None:
+    """``out[:] = f(x @ w + b)``. x (m, n_in), w (n_in, n_out), b (n_out,), out (m, n_out)."""
+    np.matmul(x, w, out=out)
+    out += b
+    if activation == LOGISTIC:
+        sigmoid(out, out=out)
+    elif activation == TANH:
+        np.tanh(out, out=out)
+    elif activation == RELU:
+        np.maximum(out, 0, out=out)
+
+
+def dense_backward(
+    delta: np.ndarray,
+    a: np.ndarray,
+    a_prev: np.ndarray,
+    w: np.ndarray,
+    dw: np.ndarray,
+    db: np.ndarray,
+    delta_prev: np.ndarray | None,
+    activation: int = LOGISTIC,
+) -> None:
+    """One layer's backward pass; the same contract as :func:`fastbp.kernels.dense_backward`."""
+    if activation == LOGISTIC:
+        delta *= a
+        delta *= 1 - a
+    elif activation == TANH:
+        delta *= 1 - a * a
+    elif activation == RELU:
+        delta[a <= 0] = 0
+    np.sum(delta, axis=0, out=db)
+    np.matmul(a_prev.T, delta, out=dw)
+    if delta_prev is not None:
+        np.matmul(delta, w.T, out=delta_prev)
+
+
+def mse_loss_grad(a: np.ndarray, y: np.ndarray, grad: np.ndarray) -> float:
+    """Return ``J = sum((a - y)**2) / m`` and write ``grad = 2 (a - y) / m``."""
+    m = a.shape[0]
+    np.subtract(a, y, out=grad)
+    loss = float(np.vdot(grad, grad)) / m
+    grad *= 2 / m
+    return loss
+
+
+def sgd_update(param: np.ndarray, grad: np.ndarray, lr: float) -> None:
+    """``param -= lr * grad`` in place."""
+    param -= param.dtype.type(lr) * grad
+
+
+# -- whole network -----------------------------------------------------------------
+
+
+def init_params(
+    sizes: Sequence[int], dtype: type = np.float64, seed: int | None = 0
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Weights and biases drawn uniform in ``±sqrt(2 / (fan_in + fan_out))``.
+
+    Layer by layer from ``numpy.random.default_rng(seed)``: first W_l (n_in, n_out),
+    then b_l (n_out,), drawn in float64 and then cast to ``dtype``.
+    """
+    return init_params_from(sizes, dtype, np.random.default_rng(seed))
+
+
+def init_params_from(
+    sizes: Sequence[int], dtype: type, rng: np.random.Generator
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """:func:`init_params` drawing from an existing generator."""
+    weights, biases = [], []
+    for n_in, n_out in itertools.pairwise(sizes):
+        bound = np.sqrt(2.0 / (n_in + n_out))
+        weights.append(rng.uniform(-bound, bound, (n_in, n_out)).astype(dtype))
+        biases.append(rng.uniform(-bound, bound, n_out).astype(dtype))
+    return weights, biases
+
+
+def forward(
+    x: np.ndarray,
+    weights: Sequence[np.ndarray],
+    biases: Sequence[np.ndarray],
+    acts: Sequence[np.ndarray] | None = None,
+) -> list[np.ndarray]:
+    """Activations ``[A_1, ..., A_L]`` of every layer for input x (m, n_0).
+
+    With ``acts`` (buffers of at least m rows each), writes into their first m rows.
+    """
+    m = x.shape[0]
+    if acts is None:
+        acts = [np.empty((m, w.shape[1]), dtype=w.dtype) for w in weights]
+    out = []
+    for w, b, buf in zip(weights, biases, acts, strict=True):
+        dense_forward(x, w, b, buf[:m])
+        x = buf[:m]
+        out.append(x)
+    return out
+
+
+def loss(
+    x: np.ndarray, y: np.ndarray, weights: Sequence[np.ndarray], biases: Sequence[np.ndarray]
+) -> float:
+    """``J`` of the network on (x, y)."""
+    a = forward(x, weights, biases)[-1]
+    return float(np.sum((a - y) ** 2)) / x.shape[0]
+
+
+def backward(
+    x: np.ndarray,
+    y: np.ndarray,
+    weights: Sequence[np.ndarray],
+    acts: Sequence[np.ndarray],
+    dws: Sequence[np.ndarray],
+    dbs: Sequence[np.ndarray],
+    deltas: Sequence[np.ndarray] | None = None,
+) -> float:
+    """Fill ``dws``/``dbs`` with dJ/dW, dJ/db given the forward ``acts``; return J.
+
+    ``deltas`` are scratch buffers shaped like ``acts`` (at least m rows each).
+    """
+    m = x.shape[0]
+    if deltas is None:
+        deltas = [np.empty_like(a) for a in acts]
+    delta = deltas[-1][:m]
+    j = mse_loss_grad(acts[-1], y, delta)
+    for layer in range(len(weights) - 1, -1, -1):
+        a_prev = acts[layer - 1] if layer > 0 else x
+        delta_prev = deltas[layer - 1][:m] if layer > 0 else None
+        dense_backward(
+            delta, acts[layer], a_prev, weights[layer], dws[layer], dbs[layer], delta_prev
+        )
+        delta = delta_prev
+    return j
+
+
+def gradients(
+    x: np.ndarray, y: np.ndarray, weights: Sequence[np.ndarray], biases: Sequence[np.ndarray]
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """dJ/dW_l and dJ/db_l for every layer at the given parameters."""
+    dws = [np.empty_like(w) for w in weights]
+    dbs = [np.empty_like(b) for b in biases]
+    backward(x, y, weights, forward(x, weights, biases), dws, dbs)
+    return dws, dbs
+
+
+def train(
+    x: np.ndarray,
+    y: np.ndarray,
+    weights: list[np.ndarray],
+    biases: list[np.ndarray],
+    epochs: int,
+    lr: float,
+    batch_size: int | None = None,
+    shuffle: bool = False,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """Mini-batch gradient descent, updating ``weights`` and ``biases`` in place.
+
+    Batches are consecutive slices of the rows (of ``x[rng.permutation(n)]`` when
+    ``shuffle``, one permutation per epoch); a partial last batch is averaged over
+    its own size. Returns the loss of each epoch: the mean over its batches of the
+    batch's J before its update, weighted by batch size.
+    """
+    n = x.shape[0]
+    batch = n if batch_size is None else min(batch_size, n)
+    dws = [np.empty_like(w) for w in weights]
+    dbs = [np.empty_like(b) for b in biases]
+    acts = [np.empty((batch, w.shape[1]), dtype=w.dtype) for w in weights]
+    deltas = [np.empty_like(a) for a in acts]
+    losses = np.empty(epochs)
+    for epoch in range(epochs):
+        order = rng.permutation(n) if shuffle else None
+        total = 0.0
+        for start in range(0, n, batch):
+            rows = slice(start, start + batch) if order is None else order[start : start + batch]
+            xb, yb = x[rows], y[rows]
+            layer_out = forward(xb, weights, biases, acts)
+            total += backward(xb, yb, weights, layer_out, dws, dbs, deltas) * xb.shape[0]
+            for param, grad in zip(weights + biases, dws + dbs, strict=True):
+                sgd_update(param, grad, lr)
+        losses[epoch] = total / n
+    return losses

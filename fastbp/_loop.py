@@ -7,6 +7,9 @@ Per-layer activations and deltas live in flat arrays too, with room for
 m * n_out elements of each slot, which is again a C-contiguous (m, n_out) block.
 So a partial last batch needs no other buffers, and nothing here allocates.
 
+``threads`` is passed down to every kernel: the thread count, or None to run
+(and compile) serial code only.
+
 Offsets (int64 arrays, built by :class:`fastbp.network.Layout`):
 ``sizes`` (L + 1,) layer widths; ``w_off``/``b_off`` (L,) where W_l and b_l start
 in ``params``; ``a_off`` (L,) where layer l's slot starts in ``acts``/``deltas``.
@@ -37,42 +40,53 @@ def rows(buf, offset, m, n):
 
 
 @jit
-def forward_pass(x, sizes, w_off, b_off, a_off, params, acts):
+def forward_pass(x, sizes, w_off, b_off, a_off, params, acts, threads):
     """Fill each layer's slot in ``acts`` for input x (m, n_0), m <= capacity."""
     m = x.shape[0]
     w, b = layer_params(params, sizes, w_off, b_off, 0)
-    kernels.dense_forward(x, w, b, rows(acts, a_off[0], m, sizes[1]))
+    kernels.dense_forward(x, w, b, rows(acts, a_off[0], m, sizes[1]), kernels.LOGISTIC, threads)
     for layer in range(1, sizes.size - 1):
         w, b = layer_params(params, sizes, w_off, b_off, layer)
         a_prev = rows(acts, a_off[layer - 1], m, sizes[layer])
-        kernels.dense_forward(a_prev, w, b, rows(acts, a_off[layer], m, sizes[layer + 1]))
+        out = rows(acts, a_off[layer], m, sizes[layer + 1])
+        kernels.dense_forward(a_prev, w, b, out, kernels.LOGISTIC, threads)
 
 
 @jit
-def backward_pass(x, y, sizes, w_off, b_off, a_off, params, acts, grads, deltas):
-    """After :func:`forward_pass` on x: write dJ/dparams into ``grads``; return J."""
+def backward_pass(x, y, sizes, w_off, b_off, a_off, params, acts, grads, deltas, lr, threads):
+    """After :func:`forward_pass` on x: back-propagate and return J.
+
+    With ``lr == 0``, write dJ/dparams into ``grads``. With ``lr > 0``, apply the
+    SGD update to ``params`` as each layer's gradient is formed (``grads`` is
+    then scratch space); no update at all if J is not finite.
+    """
     m = x.shape[0]
     top = sizes.size - 2
     out = rows(acts, a_off[top], m, sizes[top + 1])
     loss = kernels.mse_loss_grad(out, y, rows(deltas, a_off[top], m, sizes[top + 1]))
-    # Layers above the first pass their delta down; the first one has nowhere to.
-    for layer in range(top, 0, -1):
-        w, _ = layer_params(params, sizes, w_off, b_off, layer)
+    if lr > 0 and not math.isfinite(loss):
+        return loss
+    for layer in range(top, -1, -1):
+        w, b = layer_params(params, sizes, w_off, b_off, layer)
         dw, db = layer_params(grads, sizes, w_off, b_off, layer)
-        kernels.dense_backward(
-            rows(deltas, a_off[layer], m, sizes[layer + 1]),
-            rows(acts, a_off[layer], m, sizes[layer + 1]),
-            rows(acts, a_off[layer - 1], m, sizes[layer]),
-            w,
-            dw,
-            db,
-            rows(deltas, a_off[layer - 1], m, sizes[layer]),
-        )
-    w, _ = layer_params(params, sizes, w_off, b_off, 0)
-    dw, db = layer_params(grads, sizes, w_off, b_off, 0)
-    kernels.dense_backward(
-        rows(deltas, a_off[0], m, sizes[1]), rows(acts, a_off[0], m, sizes[1]), x, w, dw, db, None
-    )
+        delta = rows(deltas, a_off[layer], m, sizes[layer + 1])
+        a = rows(acts, a_off[layer], m, sizes[layer + 1])
+        # The first layer's input is x, and it has no layer below to pass a delta to.
+        if layer > 0:
+            a_prev = rows(acts, a_off[layer - 1], m, sizes[layer])
+            delta_prev = rows(deltas, a_off[layer - 1], m, sizes[layer])
+            if lr > 0:
+                kernels.dense_backward_sgd(
+                    delta, a, a_prev, w, b, db, delta_prev, lr, kernels.LOGISTIC, threads
+                )
+            else:
+                kernels.dense_backward(
+                    delta, a, a_prev, w, dw, db, delta_prev, kernels.LOGISTIC, threads
+                )
+        elif lr > 0:
+            kernels.dense_backward_sgd(delta, a, x, w, b, db, None, lr, kernels.LOGISTIC, threads)
+        else:
+            kernels.dense_backward(delta, a, x, w, dw, db, None, kernels.LOGISTIC, threads)
     return loss
 
 
@@ -87,13 +101,10 @@ def gather_rows(src, order, start, m, dst):
 
 
 @jit
-def _sgd_step(x, y, sizes, w_off, b_off, a_off, params, grads, acts, deltas, lr):
-    """One batch: forward, backward, and the update unless the loss is not finite."""
-    forward_pass(x, sizes, w_off, b_off, a_off, params, acts)
-    loss = backward_pass(x, y, sizes, w_off, b_off, a_off, params, acts, grads, deltas)
-    if math.isfinite(loss):
-        kernels.sgd_update(params, grads, lr)
-    return loss
+def _sgd_step(x, y, sizes, w_off, b_off, a_off, params, grads, acts, deltas, lr, threads):
+    """One batch: forward, then backward with the update unless the loss is not finite."""
+    forward_pass(x, sizes, w_off, b_off, a_off, params, acts, threads)
+    return backward_pass(x, y, sizes, w_off, b_off, a_off, params, acts, grads, deltas, lr, threads)
 
 
 @jit
@@ -117,6 +128,7 @@ def train_chunk(
     position,
     max_steps,
     loss_sums,
+    threads,
 ):
     """Run at most ``max_steps`` mini-batch SGD steps, then return to the caller.
 
@@ -142,23 +154,14 @@ def train_chunk(
             order = orders[epoch] if orders.shape[0] > 0 else orders.reshape(-1)[:0]
             gather_rows(x, order, start, m, xb)
             gather_rows(y, order, start, m, yb)
-            loss = _sgd_step(
-                xb[:m], yb[:m], sizes, w_off, b_off, a_off, params, grads, acts, deltas, lr
-            )
+            xin = xb[:m]
+            yin = yb[:m]
         else:
-            loss = _sgd_step(
-                x[start : start + m],
-                y[start : start + m],
-                sizes,
-                w_off,
-                b_off,
-                a_off,
-                params,
-                grads,
-                acts,
-                deltas,
-                lr,
-            )
+            xin = x[start : start + m]
+            yin = y[start : start + m]
+        loss = _sgd_step(
+            xin, yin, sizes, w_off, b_off, a_off, params, grads, acts, deltas, lr, threads
+        )
         if not math.isfinite(loss):
             status = 1
             break

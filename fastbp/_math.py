@@ -10,10 +10,11 @@ compiles to SIMD code:
 
 with ``ln 2`` split in two (Cody-Waite) so that ``r`` is exact, ``exp(r)`` from
 its Taylor polynomial (truncation below half an ulp on that interval) and ``2**n``
-built from its exponent bits. Arguments are clamped to the smallest ``x`` whose
-``exp(x)`` is still a normal number, so results never become subnormal (which
-is slow on most CPUs): for ``x`` below that, ``exp(x)`` returns the smallest
-normal instead of a subnormal or 0.
+built from its exponent bits. Arguments are clamped at :data:`EXP_MIN`, just
+above the log of the smallest normal number, so results never become subnormal
+(slow on most CPUs, and beyond the exponent-bits trick): below it, ``exp(x)``
+returns ``exp(EXP_MIN)``, within 0.005 % of the smallest normal, not a
+subnormal or 0.
 
 Inside compiled code call :func:`exp_neg` and :func:`sigmoid`; Numba picks the
 version matching the argument's type, so float32 stays float32. Called from
@@ -52,7 +53,7 @@ def _float_from_bits(typingctx, bits):
 # float64: ln 2 split so that n * _LN2_HI64 is exact for |n| <= 1024.
 _LN2_HI64 = 6.93147180369123816490e-01
 _LN2_LO64 = 1.90821492927058770002e-10
-_MIN_ARG64 = -708.0  # exp(-708) = 3.3e-308, the smallest normal float64 is 2.2e-308
+_MIN_ARG64 = -708.3964  # log(2.2250738585072014e-308) = -708.39641853...
 
 
 @jit
@@ -81,7 +82,7 @@ def _exp_neg64(x):
 _LN2_HI32 = np.float32(0.693145751953125)  # 12 significant bits: n * hi is exact
 _LN2_LO32 = np.float32(1.428606765330187045e-06)
 _LOG2E32 = np.float32(1.4426950408889634)
-_MIN_ARG32 = np.float32(-87.0)  # exp(-87) = 1.6e-38, the smallest normal float32 is 1.2e-38
+_MIN_ARG32 = np.float32(-87.3365)  # log(1.1754944e-38) = -87.33654475...
 _C32 = tuple(np.float32(1.0 / math.factorial(k)) for k in range(8))
 _HALF32 = np.float32(0.5)
 
@@ -104,8 +105,12 @@ def _exp_neg32(x):
     return p * _float_from_bits(np.int32((np.int64(n) + 127) << 23))
 
 
+#: Where :func:`exp_neg` clamps its argument, by dtype.
+EXP_MIN = {np.dtype(np.float32): float(_MIN_ARG32), np.dtype(np.float64): _MIN_ARG64}
+
+
 def exp_neg(x):
-    """``exp(x)`` for ``x <= 0``, about 1 ulp; below the normal range, the smallest normal.
+    """``exp(max(x, EXP_MIN))`` for ``x <= 0``, within about 1 ulp.
 
     Parameters
     ----------
@@ -116,9 +121,7 @@ def exp_neg(x):
     Same type and dtype as ``x``.
     """
     x = np.asarray(x)
-    tiny = np.finfo(x.dtype).tiny
-    with np.errstate(under="ignore"):
-        return np.maximum(np.exp(x), tiny)[()]
+    return np.exp(np.maximum(x, x.dtype.type(EXP_MIN[x.dtype])))[()]
 
 
 @overload(exp_neg, jit_options=JIT_OPTIONS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import numbers
 import operator
 from typing import Any
@@ -16,6 +17,8 @@ _FINITE_CHUNK = 1 << 22
 
 def check_dtype(dtype: Any) -> np.dtype:
     """``dtype`` as a NumPy dtype, which must be float32 or float64."""
+    if dtype is None:  # np.dtype(None) would quietly mean float64
+        raise TypeError("dtype must be float32 or float64, got None")
     try:
         dt = np.dtype(dtype)
     except TypeError as exc:
@@ -58,6 +61,10 @@ def check_sizes(sizes: Any) -> np.ndarray:
     if len(sizes) < 2:
         raise ValueError(f"sizes needs at least 2 entries (inputs and outputs), got {len(sizes)}")
     out = [check_int(f"sizes[{i}]", s, minimum=1) for i, s in enumerate(sizes)]
+    # Python ints: the parameter count must fit the int64 offsets of the flat buffers.
+    n_params = sum(a * b + b for a, b in itertools.pairwise(out))
+    if n_params >= 2**62:
+        raise ValueError(f"sizes {out} give {n_params} parameters, too many to store")
     return np.array(out, dtype=np.int64)
 
 
@@ -89,7 +96,10 @@ def as_float_array(name: str, value: Any, dtype: np.dtype) -> np.ndarray:
     if kind not in "biuf":
         raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
     if arr.dtype != dtype:
-        arr = arr.astype(dtype)
+        # Values outside float32's range become inf here (and are then rejected as
+        # such), not a RuntimeWarning from the cast.
+        with np.errstate(over="ignore", invalid="ignore"):
+            arr = arr.astype(dtype)
     return arr
 
 

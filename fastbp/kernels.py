@@ -3,10 +3,20 @@
 Each kernel writes into arrays the caller supplies and allocates nothing, so a
 training loop can call them on buffers made once per fit. They validate nothing:
 the Python layer (:mod:`fastbp.network`) has checked shapes and dtypes already.
-All arrays are float32 or float64, every array of a call the same dtype, and
-outputs C-contiguous; inputs may be C- or F-contiguous (a transposed view is
-fine: it reaches BLAS as a transpose flag, not a copy). float32 in means float32
-arithmetic and float32 out.
+All arrays are float32 or float64, every array of a call the same dtype, of any
+layout (C, Fortran, strided views); products reach BLAS without a copy whenever
+BLAS can read the operands (rows or columns with unit stride; a transposed view
+becomes a transpose flag) and run as plain loops otherwise. float32 in means
+float32 arithmetic and float32 out.
+
+Threads: every kernel takes ``threads``, the number of threads to use, or None
+for one. With None, the parallel code is never even compiled, so small networks
+start fast. Products big enough to pay for threads are split over blocks of
+output columns, one block per thread, each block a BLAS call (single-threaded:
+fastbp limits BLAS to one thread during its calls, so the two pools never
+compete) followed by that block's epilogue while it is still in cache. Every
+output element is computed by the same sequence of operations whatever the
+number of blocks, so results do not depend on the thread count.
 
 :mod:`fastbp.reference` has a plain-NumPy twin of every kernel, with the same
 name and signature.
@@ -27,10 +37,12 @@ RELU       ``max(z, 0)``        ``1 if a > 0 else 0``
 
 from __future__ import annotations
 
-import numpy as np
+import math
+
 from numba import prange
 
-from fastbp._jit import PARALLEL_MIN, SMALL_GEMM, jit, serial_and_parallel
+from fastbp._blas import gemm
+from fastbp._jit import PARALLEL_GEMM, PARALLEL_MIN, SMALL_GEMM, jit, pjit, serial_and_parallel
 from fastbp._math import as_dtype_of, sigmoid
 
 IDENTITY = 0
@@ -38,95 +50,219 @@ LOGISTIC = 1
 TANH = 2
 RELU = 3
 
-# Columns a thread owns in the fused derivative + column sum: a multiple of the
-# widest SIMD vector, narrow enough to give both cores work on 1024-wide layers.
-_COLUMN_BLOCK = 64
+# Column blocks start at multiples of this (the widest SIMD vector, in floats).
+_ALIGN = 16
+
+
+# -- products ------------------------------------------------------------------
 
 
 @jit
-def matmul(a, b, out):
-    """``out[:] = a @ b``. a (m, k), b (k, n), out (m, n) C-contiguous. Mutates ``out``."""
-    m, k = a.shape
-    n = b.shape[1]
-    if m * k * n >= SMALL_GEMM:
-        np.dot(a, b, out)
+def _product(alpha, a, trans_a, b, trans_b, beta, c):
+    """``c = alpha * op(a) @ op(b) + beta * c``: plain loops when tiny, else BLAS."""
+    m, n = c.shape
+    k = a.shape[0] if trans_a else a.shape[1]
+    if m * n * k >= SMALL_GEMM and gemm(alpha, a, trans_a, b, trans_b, beta, c):
         return
+    scale = as_dtype_of(alpha, c)
+    keep = as_dtype_of(beta, c)
     for i in range(m):
         for j in range(n):
-            out[i, j] = 0
+            c[i, j] = 0 if beta == 0 else keep * c[i, j]
         for p in range(k):
-            aip = a[i, p]
-            for j in range(n):
-                out[i, j] += aip * b[p, j]
+            aip = scale * (a[p, i] if trans_a else a[i, p])
+            if trans_b:
+                for j in range(n):
+                    c[i, j] += aip * b[j, p]
+            else:
+                for j in range(n):
+                    c[i, j] += aip * b[p, j]
 
 
-def _bias_activation_body(z, b, activation):
+@jit
+def _n_blocks(n, work, threads, threshold):
+    """How many blocks to split n columns into: one per thread if ``work`` pays for it."""
+    if work < threshold:
+        return 1
+    return max(1, min(threads, n // _ALIGN))
+
+
+@jit
+def _block(n, n_blocks, index):
+    """Columns ``[j0, j1)`` of block ``index`` (may be empty)."""
+    width = ((n + n_blocks - 1) // n_blocks + _ALIGN - 1) // _ALIGN * _ALIGN
+    j0 = min(n, index * width)
+    return j0, min(n, j0 + width)
+
+
+def _product_columns_body(alpha, a, trans_a, b, trans_b, beta, c, n_blocks):
+    n = c.shape[1]
+    for index in prange(n_blocks):
+        j0, j1 = _block(n, n_blocks, index)
+        if j0 < j1:
+            if trans_b:
+                _product(alpha, a, trans_a, b[j0:j1, :], True, beta, c[:, j0:j1])
+            else:
+                _product(alpha, a, trans_a, b[:, j0:j1], False, beta, c[:, j0:j1])
+
+
+_product_columns_parallel = pjit(_product_columns_body)
+
+
+@jit
+def _product_split(alpha, a, trans_a, b, trans_b, beta, c, threads):
+    """:func:`_product` split over column blocks of ``c``, on threads when big."""
+    if threads is not None:
+        m, n = c.shape
+        k = a.shape[0] if trans_a else a.shape[1]
+        n_blocks = _n_blocks(n, m * k * n, threads, PARALLEL_GEMM)
+        if n_blocks > 1:
+            _product_columns_parallel(alpha, a, trans_a, b, trans_b, beta, c, n_blocks)
+            return
+    _product(alpha, a, trans_a, b, trans_b, beta, c)
+
+
+@jit
+def matmul(a, b, out, threads=None):
+    """``out[:] = a @ b``. a (m, k), b (k, n), out (m, n). Mutates ``out``."""
+    _product_split(1.0, a, False, b, False, 0.0, out, threads)
+
+
+# -- forward -------------------------------------------------------------------
+
+
+@jit
+def _bias_activation(z, b, activation):
+    """``z[:] = f(z + b)`` for z (m, n) with unit-stride rows, b (n,)."""
     m, n = z.shape
     zero = as_dtype_of(0.0, z)
-    for i in prange(m):
-        if activation == LOGISTIC:
+    # One branch per activation outside the loops, so each inner loop vectorises.
+    if activation == LOGISTIC:
+        for i in range(m):
             for j in range(n):
                 z[i, j] = sigmoid(z[i, j] + b[j])
-        elif activation == TANH:
+    elif activation == TANH:
+        for i in range(m):
             for j in range(n):
-                z[i, j] = np.tanh(z[i, j] + b[j])
-        elif activation == RELU:
+                z[i, j] = math.tanh(z[i, j] + b[j])
+    elif activation == RELU:
+        for i in range(m):
             for j in range(n):
                 z[i, j] = max(z[i, j] + b[j], zero)
-        else:
+    else:
+        for i in range(m):
             for j in range(n):
                 z[i, j] += b[j]
 
 
-_bias_activation_serial, _bias_activation_parallel = serial_and_parallel(_bias_activation_body)
+@jit
+def _bias_activation_flat(z, b, activation):
+    """:func:`_bias_activation` for a C-contiguous z: the activation runs over z as
+    one flat vector, so it vectorises even when rows are shorter than a SIMD vector."""
+    m, n = z.shape
+    for i in range(m):
+        for j in range(n):
+            z[i, j] += b[j]
+    if activation == IDENTITY:
+        return
+    flat = z.reshape(z.size)
+    zero = as_dtype_of(0.0, z)
+    if activation == LOGISTIC:
+        for i in range(flat.size):
+            flat[i] = sigmoid(flat[i])
+    elif activation == TANH:
+        for i in range(flat.size):
+            flat[i] = math.tanh(flat[i])
+    elif activation == RELU:
+        for i in range(flat.size):
+            flat[i] = max(flat[i], zero)
+
+
+def _forward_body(x, w, b, out, activation, n_blocks):
+    n = out.shape[1]
+    for index in prange(n_blocks):
+        j0, j1 = _block(n, n_blocks, index)
+        if j0 < j1:
+            _product(1.0, x, False, w[:, j0:j1], False, 0.0, out[:, j0:j1])
+            _bias_activation(out[:, j0:j1], b[j0:j1], activation)
+
+
+_forward_parallel = pjit(_forward_body)
 
 
 @jit
-def dense_forward(x, w, b, out, activation=LOGISTIC):
+def dense_forward(x, w, b, out, activation=LOGISTIC, threads=None):
     """``out[:] = f(x @ w + b)``. x (m, n_in), w (n_in, n_out), b (n_out,), out (m, n_out).
 
-    The product goes through BLAS (or a plain loop when tiny); bias and activation
-    are then applied in one pass over ``out``. Mutates ``out``.
+    Each block of output columns gets its product (BLAS, or loops when tiny) and
+    then bias and activation in one pass while it is in cache. Mutates ``out``.
     """
-    matmul(x, w, out)
-    if out.size >= PARALLEL_MIN:
-        _bias_activation_parallel(out, b, activation)
+    if threads is not None:
+        m, k = x.shape
+        n = out.shape[1]
+        n_blocks = _n_blocks(n, m * k * n, threads, PARALLEL_GEMM)
+        if n_blocks > 1:
+            _forward_parallel(x, w, b, out, activation, n_blocks)
+            return
+    # One block: the whole arrays, keeping their layout (column slices would not).
+    _product(1.0, x, False, w, False, 0.0, out)
+    if out.strides[1] == out.itemsize and out.strides[0] == out.shape[1] * out.itemsize:
+        _bias_activation_flat(out, b, activation)
     else:
-        _bias_activation_serial(out, b, activation)
+        _bias_activation(out, b, activation)
 
 
-def _derivative_colsum_body(delta, a, db, activation):
-    # Each thread owns a block of columns and sums them over the rows in order, so
-    # db does not depend on the thread count.
-    m, n = delta.shape
-    one = as_dtype_of(1.0, a)
-    for block in prange((n + _COLUMN_BLOCK - 1) // _COLUMN_BLOCK):
-        j0 = block * _COLUMN_BLOCK
-        j1 = min(j0 + _COLUMN_BLOCK, n)
-        for j in range(j0, j1):
-            db[j] = 0
-        for i in range(m):
-            if activation == LOGISTIC:
-                for j in range(j0, j1):
-                    delta[i, j] = delta[i, j] * a[i, j] * (one - a[i, j])
-            elif activation == TANH:
-                for j in range(j0, j1):
-                    delta[i, j] = delta[i, j] * (one - a[i, j] * a[i, j])
-            elif activation == RELU:
-                for j in range(j0, j1):
-                    if a[i, j] <= 0:
-                        delta[i, j] = 0
-            for j in range(j0, j1):
-                db[j] += delta[i, j]
-
-
-_derivative_colsum_serial, _derivative_colsum_parallel = serial_and_parallel(
-    _derivative_colsum_body
-)
+# -- backward ------------------------------------------------------------------
 
 
 @jit
-def dense_backward(delta, a, a_prev, w, dw, db, delta_prev, activation=LOGISTIC):
+def _derivative_colsum(delta, a, db, activation):
+    """``delta *= f'(a)`` from the output ``a``; ``db[:] = column sums of delta``.
+
+    Rows are summed in order, so db does not depend on how columns are split.
+    """
+    m, n = delta.shape
+    one = as_dtype_of(1.0, a)
+    for j in range(n):
+        db[j] = 0
+    for i in range(m):
+        if activation == LOGISTIC:
+            for j in range(n):
+                delta[i, j] = delta[i, j] * a[i, j] * (one - a[i, j])
+        elif activation == TANH:
+            for j in range(n):
+                delta[i, j] = delta[i, j] * (one - a[i, j] * a[i, j])
+        elif activation == RELU:
+            for j in range(n):
+                if a[i, j] <= 0:
+                    delta[i, j] = 0
+        for j in range(n):
+            db[j] += delta[i, j]
+
+
+def _derivative_body(delta, a, db, activation, n_blocks):
+    n = delta.shape[1]
+    for index in prange(n_blocks):
+        j0, j1 = _block(n, n_blocks, index)
+        if j0 < j1:
+            _derivative_colsum(delta[:, j0:j1], a[:, j0:j1], db[j0:j1], activation)
+
+
+_derivative_parallel = pjit(_derivative_body)
+
+
+@jit
+def _derivative(delta, a, db, activation, threads):
+    if threads is not None:
+        n_blocks = _n_blocks(delta.shape[1], delta.size, threads, PARALLEL_MIN)
+        if n_blocks > 1:
+            _derivative_parallel(delta, a, db, activation, n_blocks)
+            return
+    _derivative_colsum(delta, a, db, activation)
+
+
+@jit
+def dense_backward(delta, a, a_prev, w, dw, db, delta_prev, activation=LOGISTIC, threads=None):
     """Back-propagate through one dense layer.
 
     delta (m, n_out): on entry dJ/da, on exit dJ/dz = dJ/da * f'(a), computed from
@@ -136,13 +272,35 @@ def dense_backward(delta, a, a_prev, w, dw, db, delta_prev, activation=LOGISTIC)
     a_prev (m, n_in) is the layer's input, w (n_in, n_out) its weights.
     Mutates delta, dw, db and delta_prev.
     """
-    if delta.size >= PARALLEL_MIN:
-        _derivative_colsum_parallel(delta, a, db, activation)
-    else:
-        _derivative_colsum_serial(delta, a, db, activation)
-    matmul(a_prev.T, delta, dw)
+    _derivative(delta, a, db, activation, threads)
     if delta_prev is not None:
-        matmul(delta, w.T, delta_prev)
+        _product_split(1.0, delta, False, w, True, 0.0, delta_prev, threads)
+    _product_split(1.0, a_prev, True, delta, False, 0.0, dw, threads)
+
+
+@jit
+def dense_backward_sgd(
+    delta, a, a_prev, w, b, db, delta_prev, lr, activation=LOGISTIC, threads=None
+):
+    """:func:`dense_backward` fused with the SGD update of the layer.
+
+    The same as ``dense_backward(delta, a, a_prev, w, dw, db, delta_prev)`` then
+    ``w -= lr * dw; b -= lr * db``, but the weight update is the product itself
+    (``w = -lr * a_prev.T @ dJ/dz + w``, one BLAS call), so no dw is stored and w
+    is not read twice. delta_prev is computed first, from the old w. db (n_out,)
+    is scratch space that ends up holding dJ/db. Mutates delta, w, b, db and
+    delta_prev.
+    """
+    _derivative(delta, a, db, activation, threads)
+    if delta_prev is not None:
+        _product_split(1.0, delta, False, w, True, 0.0, delta_prev, threads)
+    _product_split(-lr, a_prev, True, delta, False, 1.0, w, threads)
+    step = as_dtype_of(lr, b)
+    for j in range(b.size):
+        b[j] -= step * db[j]
+
+
+# -- loss and update -------------------------------------------------------------
 
 
 @jit
@@ -173,9 +331,9 @@ _sgd_serial, _sgd_parallel = serial_and_parallel(_sgd_body)
 
 
 @jit
-def sgd_update(param, grad, lr):
+def sgd_update(param, grad, lr, threads=None):
     """``param -= lr * grad`` in place. param, grad (n,) contiguous; lr a float."""
-    if param.size >= PARALLEL_MIN:
+    if threads is not None and threads > 1 and param.size >= PARALLEL_MIN:
         _sgd_parallel(param, grad, lr)
     else:
         _sgd_serial(param, grad, lr)

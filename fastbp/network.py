@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
+import math
 import os
+import stat
 import tempfile
 import time
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from fastbp import _loop, reference
-from fastbp._threads import compute_threads
+from fastbp._jit import PARALLEL_GEMM, PARALLEL_MIN
+from fastbp._threads import compute_threads, get_num_threads
 from fastbp._validation import (
     FLOAT_DTYPES,
     all_finite,
@@ -195,19 +200,34 @@ class Network:
                 if entry is view:
                     continue
                 label = f"{name}[{layer}]"
-                arr = np.asarray(entry)
+                try:
+                    arr = np.asarray(entry)
+                except (TypeError, ValueError) as exc:  # ragged nested lists, ...
+                    raise TypeError(f"{label} must be a real numeric array: {exc}") from None
                 if arr.dtype.kind not in "biuf":
                     raise TypeError(f"{label} must be a real numeric array, got dtype {arr.dtype}")
                 if arr.shape != view.shape:
                     raise ValueError(f"{label} must have shape {view.shape}, got {arr.shape}")
+                # Converted first: float64 values beyond float32's range become inf.
+                with np.errstate(over="ignore", invalid="ignore"):
+                    arr = arr.astype(view.dtype, copy=False)
                 if not all_finite(arr):
-                    raise ValueError(f"{label} contains NaN or infinity")
+                    raise ValueError(f"{label} contains NaN or infinity (in {view.dtype})")
                 pending.append((entries, layer, arr, view))
         for entries, layer, arr, view in pending:
             view[...] = arr
             entries[layer] = view
 
     # -- evaluation --------------------------------------------------------------
+
+    def _threads(self, rows: int) -> int | None:
+        """Threads for batches of ``rows``: None (serial code only) when too small to pay."""
+        n = get_num_threads()
+        sizes = [int(s) for s in self._layout.sizes]
+        work = max(rows * a * b for a, b in itertools.pairwise(sizes))
+        if n == 1 or (work < PARALLEL_GEMM and rows * max(sizes[1:]) < PARALLEL_MIN):
+            return None
+        return n
 
     def _check_xy(self, X: Any, Y: Any) -> tuple[np.ndarray, np.ndarray]:
         sizes = self._layout.sizes
@@ -225,6 +245,7 @@ class Network:
         """Yield (start, stop, output view) for consecutive row chunks of x."""
         lay = self._layout
         capacity, a_off, acts, xb = self._eval_buffers(x.shape[0])
+        threads = self._threads(capacity)
         top = len(lay.sizes) - 2
         order = np.empty(0, dtype=np.int64)
         for start in range(0, x.shape[0], capacity):
@@ -234,7 +255,9 @@ class Network:
             else:
                 _loop.gather_rows(x, order, start, m, xb)
                 xin = xb[:m]
-            _loop.forward_pass(xin, lay.sizes, lay.w_off, lay.b_off, a_off, self._params, acts)
+            _loop.forward_pass(
+                xin, lay.sizes, lay.w_off, lay.b_off, a_off, self._params, acts, threads
+            )
             yield start, start + m, _loop.rows(acts, a_off[top], m, int(lay.sizes[-1]))
 
     def predict(self, X: Any) -> np.ndarray:
@@ -290,9 +313,23 @@ class Network:
         x = np.ascontiguousarray(x)
         y = np.ascontiguousarray(y)
         with compute_threads():
-            _loop.forward_pass(x, lay.sizes, lay.w_off, lay.b_off, a_off, self._params, acts)
+            threads = self._threads(n)
+            _loop.forward_pass(
+                x, lay.sizes, lay.w_off, lay.b_off, a_off, self._params, acts, threads
+            )
             _loop.backward_pass(
-                x, y, lay.sizes, lay.w_off, lay.b_off, a_off, self._params, acts, grads, deltas
+                x,
+                y,
+                lay.sizes,
+                lay.w_off,
+                lay.b_off,
+                a_off,
+                self._params,
+                acts,
+                grads,
+                deltas,
+                0.0,
+                threads,
             )
         dws, dbs = [], []
         for layer in range(len(lay.sizes) - 1):
@@ -355,6 +392,9 @@ class Network:
         x, y = self._check_xy(X, Y)
         epochs = check_int("epochs", epochs)
         lr = check_positive_float("lr", lr)
+        finfo = np.finfo(self._dtype)
+        if not float(finfo.tiny) <= lr <= float(finfo.max):
+            raise ValueError(f"lr must be a normal {self._dtype.name} number, got {lr!r}")
         if batch_size is not None:
             batch_size = check_int("batch_size", batch_size)
         shuffle = check_bool("shuffle", shuffle)
@@ -363,7 +403,7 @@ class Network:
 
         n = x.shape[0]
         batch = n if batch_size is None else min(batch_size, n)
-        trainer = _Trainer(self, x, y, batch, lr, shuffle)
+        trainer = _Trainer(self, x, y, batch, lr, shuffle, per_epoch=callback is not None)
         losses = np.empty(epochs)
         bar = _progress_bar(epochs) if progress else None
         done = 0
@@ -372,8 +412,8 @@ class Network:
                 for count, block in trainer.run(epochs):
                     losses[done : done + count] = block
                     for k in range(count):
-                        stop = callback is not None and callback(done + k, float(block[k])) is True
-                        if stop:
+                        answer = None if callback is None else callback(done + k, float(block[k]))
+                        if isinstance(answer, bool | np.bool_) and answer:
                             done += k + 1
                             return History(losses[:done].copy(), time.perf_counter() - t0)
                     done += count
@@ -406,17 +446,22 @@ class Network:
         for layer, (w, b) in enumerate(zip(self._weight_views, self._bias_views, strict=True)):
             arrays[f"W{layer}"] = w
             arrays[f"b{layer}"] = b
+        mode = _file_mode(path)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as f:
                 np.savez(f, **arrays)
                 f.flush()
                 os.fsync(f.fileno())
+            # mkstemp makes the file private (0600): give it the permissions a
+            # plain open() would have, or those of the file it replaces.
+            os.chmod(tmp, mode)
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+        _fsync_directory(path.parent)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Network:
@@ -432,11 +477,24 @@ class Network:
         OSError
             If it cannot be read at all (missing, a directory, no permission).
         """
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                arrays = {name: npz[name] for name in npz.files}
-        except (zipfile.BadZipFile, EOFError, ValueError, KeyError) as exc:
-            raise ValueError(f"{path}: not a fastbp model file ({exc})") from None
+        # The file is opened here, not by np.load, which leaks its handle when the
+        # zip directory is corrupt. open() raises the OSErrors.
+        with open(path, "rb") as f:
+            try:
+                loaded = np.load(f, allow_pickle=False)
+                if not isinstance(loaded, np.lib.npyio.NpzFile):
+                    raise ValueError("a single .npy array, not an .npz archive")
+                with loaded as npz:
+                    _check_member_sizes(npz.zip)
+                    arrays = {name: npz[name] for name in npz.files}
+            except _CORRUPT_FILE_ERRORS as exc:
+                raise ValueError(f"{path}: not a fastbp model file ({exc})") from None
+        for name, arr in arrays.items():
+            # npz entries that are not .npy data come back as bytes.
+            if not isinstance(arr, np.ndarray):
+                raise ValueError(f"{path}: not a fastbp model file (entry {name} is not an array)")
+            if arr.dtype.kind in "iuf" and not arr.dtype.isnative:  # written on another machine
+                arrays[name] = arr.astype(arr.dtype.newbyteorder("="))
         return cls._from_arrays(arrays, str(path))
 
     @classmethod
@@ -486,6 +544,74 @@ class Network:
         return f"Network({self.sizes}, dtype={self._dtype.name})"
 
 
+def _file_mode(path: Path) -> int:
+    """Permission bits for a saved file: the existing file's, else 0o666 minus the umask."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        pass
+    try:  # Linux >= 4.7 reports the umask without changing it
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (POSIX; a no-op where unsupported)."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+# What reading a damaged or hostile .npz can raise besides OSError: a corrupt zip
+# directory or member, an unsupported or encrypted member, a malformed .npy header.
+_CORRUPT_FILE_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    EOFError,
+    ValueError,
+    KeyError,
+    NotImplementedError,
+    RuntimeError,
+    zlib.error,
+)
+
+
+def _check_member_sizes(zf: zipfile.ZipFile) -> None:
+    """Refuse .npy members whose header announces more data than they hold.
+
+    np.load allocates the announced size before reading, so a few hostile bytes
+    could otherwise ask for terabytes.
+    """
+    fmt = np.lib.format
+    for info in zf.infolist():
+        with zf.open(info) as member:
+            try:
+                version = fmt.read_magic(member)
+            except ValueError:
+                continue  # not .npy data: np.load returns it as bytes, refused later
+            read_header = (
+                fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+            )
+            shape, _, dtype = read_header(member)
+            needed = math.prod(shape) * dtype.itemsize
+            if needed > info.file_size:
+                raise ValueError(
+                    f"entry {info.filename} announces {needed} bytes but holds {info.file_size}"
+                )
+
+
 class _Diverged(Exception):
     """A chunk hit a non-finite loss or weights; its starting weights are restored."""
 
@@ -494,11 +620,20 @@ class _Trainer:
     """Buffers of one fit, and the loop that feeds the compiled chunks."""
 
     def __init__(
-        self, net: Network, x: np.ndarray, y: np.ndarray, batch: int, lr: float, shuffle: bool
+        self,
+        net: Network,
+        x: np.ndarray,
+        y: np.ndarray,
+        batch: int,
+        lr: float,
+        shuffle: bool,
+        per_epoch: bool = False,
     ) -> None:
         lay = net._layout
         dtype = net._dtype
         self.net, self.x, self.y, self.batch, self.lr, self.shuffle = net, x, y, batch, lr, shuffle
+        # End every chunk with an epoch, so that a callback can stop training exactly there.
+        self.per_epoch = per_epoch
         self.gather = shuffle or not (x.flags.c_contiguous and y.flags.c_contiguous)
         self.grads = np.zeros_like(net._params)
         self.snapshot = np.empty_like(net._params)
@@ -509,6 +644,7 @@ class _Trainer:
         self.xb = np.empty((rows, x.shape[1]), dtype=dtype)
         self.yb = np.empty((rows, y.shape[1]), dtype=dtype)
         self.position = np.zeros(2, dtype=np.int64)
+        self.threads = net._threads(batch)
         n = x.shape[0]
         self.block = max(1, _ORDER_BUDGET // n) if shuffle else 0
         self.orders = np.empty((self.block, n), dtype=np.int64)
@@ -529,10 +665,19 @@ class _Trainer:
             reported = 0
             while self.position[0] < count:
                 np.copyto(self.snapshot, self.net._params)
+                steps = max_steps
+                if self.per_epoch:  # no more steps than the current epoch has left
+                    steps = min(steps, -(-(n - int(self.position[1])) // self.batch))
                 t = time.perf_counter()
-                status = self._chunk(orders, loss_sums, max_steps)
-                elapsed = time.perf_counter() - t
-                if status or not all_finite(self.net._params):
+                try:
+                    status = self._chunk(orders, loss_sums, steps)
+                    elapsed = time.perf_counter() - t
+                    diverged = status or not all_finite(self.net._params)
+                except BaseException:  # Ctrl-C landing between a chunk and its check
+                    if not all_finite(self.net._params):
+                        np.copyto(self.net._params, self.snapshot)
+                    raise
+                if diverged:
                     np.copyto(self.net._params, self.snapshot)
                     raise _Diverged
                 finished = int(self.position[0])
@@ -541,7 +686,7 @@ class _Trainer:
                     done += finished - reported
                     reported = finished
                 # Aim each chunk at _CHUNK_SECONDS, growing at most tenfold at a time.
-                target = int(max_steps * _CHUNK_SECONDS / max(elapsed, 1e-9))
+                target = int(steps * _CHUNK_SECONDS / max(elapsed, 1e-9))
                 max_steps = max(1, min(max_steps * 10, target))
 
     def _chunk(self, orders: np.ndarray, loss_sums: np.ndarray, max_steps: int) -> int:
@@ -566,6 +711,7 @@ class _Trainer:
             self.position,
             max_steps,
             loss_sums,
+            self.threads,
         )
 
 

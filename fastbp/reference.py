@@ -2,7 +2,8 @@
 
 No Numba here. Each layer kernel has the same name and signature as its compiled
 twin in :mod:`fastbp.kernels` and writes into the same caller-supplied outputs,
-so tests and benchmarks can loop over ``{"numpy": reference, "fastbp": kernels}``.
+so tests and benchmarks can loop over ``{"numpy": reference, "fastbp": kernels}``
+(``threads`` is accepted and ignored: NumPy's BLAS picks its own thread count).
 It is a fair vectorised implementation (BLAS products into preallocated buffers,
 no per-sample Python loops), readable line by line against the equations:
 
@@ -37,13 +38,18 @@ def sigmoid(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return np.reciprocal(out, out=out)
 
 
-def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, threads: int | None = None) -> None:
     """``out[:] = a @ b``."""
     np.matmul(a, b, out=out)
 
 
 def dense_forward(
-    x: np.ndarray, w: np.ndarray, b: np.ndarray, out: np.ndarray, activation: int = LOGISTIC
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray,
+    out: np.ndarray,
+    activation: int = LOGISTIC,
+    threads: int | None = None,
 ) -> None:
     """``out[:] = f(x @ w + b)``. x (m, n_in), w (n_in, n_out), b (n_out,), out (m, n_out)."""
     np.matmul(x, w, out=out)
@@ -65,6 +71,7 @@ def dense_backward(
     db: np.ndarray,
     delta_prev: np.ndarray | None,
     activation: int = LOGISTIC,
+    threads: int | None = None,
 ) -> None:
     """One layer's backward pass; the same contract as :func:`fastbp.kernels.dense_backward`."""
     if activation == LOGISTIC:
@@ -89,7 +96,26 @@ def mse_loss_grad(a: np.ndarray, y: np.ndarray, grad: np.ndarray) -> float:
     return loss
 
 
-def sgd_update(param: np.ndarray, grad: np.ndarray, lr: float) -> None:
+def dense_backward_sgd(
+    delta: np.ndarray,
+    a: np.ndarray,
+    a_prev: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray,
+    db: np.ndarray,
+    delta_prev: np.ndarray | None,
+    lr: float,
+    activation: int = LOGISTIC,
+    threads: int | None = None,
+) -> None:
+    """:func:`dense_backward`, then ``w -= lr * dw; b -= lr * db``."""
+    dw = np.empty_like(w)
+    dense_backward(delta, a, a_prev, w, dw, db, delta_prev, activation)
+    sgd_update(w, dw, lr)
+    sgd_update(b, db, lr)
+
+
+def sgd_update(param: np.ndarray, grad: np.ndarray, lr: float, threads: int | None = None) -> None:
     """``param -= lr * grad`` in place."""
     param -= param.dtype.type(lr) * grad
 

@@ -1,0 +1,67 @@
+"""Shared fixtures and the one tolerance table of the core test suite."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+DTYPES = (np.float32, np.float64)
+
+# Relative tolerance per dtype and kind of quantity. A comparison passes when
+# |got - want| <= rtol * scale elementwise, where ``scale`` bounds the magnitude
+# of the terms that produced ``want`` (|want| itself for element-wise results,
+# the sum of the absolute values of the summed terms for products and sums), so
+# cancellation in a sum cannot make a correct result look wrong.
+TOLERANCE = {
+    # a handful of roundings, done in the same order: expected to agree to the last bits
+    (np.float32, "elementwise"): 1e-6,
+    (np.float64, "elementwise"): 1e-14,
+    # sums of products, added in another order (BLAS blocks, loop order)
+    (np.float32, "sum"): 1e-5,
+    (np.float64, "sum"): 1e-10,
+    # several layers of products through a whole network (gradients, training)
+    (np.float32, "network"): 1e-4,
+    (np.float64, "network"): 1e-10,
+}
+
+
+def tolerance(dtype, kind: str) -> float:
+    return TOLERANCE[np.dtype(dtype).type, kind]
+
+
+def assert_close(got, want, dtype, kind: str, scale=None) -> None:
+    """Assert ``|got - want| <= rtol * scale`` elementwise (see :data:`TOLERANCE`)."""
+    got = np.asarray(got, dtype=np.float64)
+    want = np.asarray(want, dtype=np.float64)
+    assert got.shape == want.shape
+    scale = np.abs(want) if scale is None else np.asarray(scale, dtype=np.float64)
+    bound = tolerance(dtype, kind) * np.maximum(scale, np.finfo(dtype).tiny)
+    err = np.abs(got - want)
+    worst = np.unravel_index(np.argmax(err - bound), err.shape) if err.ndim else ()
+    assert np.all(err <= bound), (
+        f"{kind} mismatch ({np.dtype(dtype).name}): |error| {err[worst]:.3g} > "
+        f"{bound[worst]:.3g} at {worst}"
+    )
+
+
+@pytest.fixture(name="assert_close")
+def assert_close_fixture():
+    """:func:`assert_close`, for the test modules."""
+    return assert_close
+
+
+@pytest.fixture(name="tolerance")
+def tolerance_fixture():
+    """:func:`tolerance`, for the test modules."""
+    return tolerance
+
+
+@pytest.fixture
+def rng():
+    """A fresh generator with a fixed seed: every test sees the same data."""
+    return np.random.default_rng(20261127)
+
+
+@pytest.fixture(params=DTYPES, ids=lambda t: np.dtype(t).name)
+def dtype(request):
+    return request.param

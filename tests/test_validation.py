@@ -1,0 +1,396 @@
+"""Bad arguments: a clear TypeError/ValueError naming the argument, raised before any
+kernel runs, with the network left exactly as it was."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from fastbp import Network, _loop
+
+SIZES = [3, 5, 2]
+N = 6
+
+
+def names(arg: str) -> str:
+    """A regex finding ``arg`` as a whole word in an error message."""
+    return rf"(^|\W){re.escape(arg)}(?!\w)"
+
+
+@pytest.fixture
+def no_kernels(monkeypatch):
+    """Make every compiled entry point the network calls fail loudly if reached."""
+
+    def kernel_ran(*args, **kwargs):
+        raise AssertionError("a compiled kernel ran before the arguments were checked")
+
+    for name in ("train_chunk", "forward_pass", "backward_pass", "gather_rows"):
+        monkeypatch.setattr(_loop, name, kernel_ran)
+
+
+@pytest.fixture
+def net():
+    return Network(SIZES, seed=3)
+
+
+@pytest.fixture
+def data(rng):
+    x = rng.normal(size=(N, SIZES[0]))
+    y = rng.uniform(size=(N, SIZES[-1]))
+    return x, y
+
+
+def state_of(net):
+    """Everything a rejected call must leave alone: parameters, bit for bit, and
+    the generator that shuffles."""
+    params = [w.copy() for w in net._weight_views] + [b.copy() for b in net._bias_views]
+    return params, net._rng.bit_generator.state
+
+
+def assert_unchanged(net, before):
+    params, rng_state = state_of(net)
+    for got, want in zip(params, before[0], strict=True):
+        assert got.dtype == want.dtype
+        assert got.tobytes() == want.tobytes()
+    assert rng_state == before[1]
+
+
+# -- the constructor ---------------------------------------------------------------------------
+
+BAD_SIZES = {
+    "empty": ([], ValueError),
+    "one-layer": ([3], ValueError),
+    "zero-width": ([3, 0], ValueError),
+    "negative-width": ([3, -2], ValueError),
+    "float-width": ([3, 2.5], TypeError),
+    "float-integral-width": ([3, 2.0], TypeError),
+    "bool-width": ([3, True], TypeError),
+    "string-width": ([3, "2"], TypeError),
+    "none-width": ([3, None], TypeError),
+    "string": ("32", TypeError),
+    "int": (32, TypeError),
+    "none": (None, TypeError),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_SIZES))
+def test_bad_sizes(case):
+    sizes, error = BAD_SIZES[case]
+    with pytest.raises(error, match=names("sizes")):
+        Network(sizes)
+
+
+@pytest.mark.parametrize(
+    "dtype",
+    [np.float16, np.int32, np.int64, bool, complex, np.complex64, object, "nonsense", "U3", 3],
+    ids=str,
+)
+def test_bad_dtype(dtype):
+    with pytest.raises(TypeError, match=names("dtype")):
+        Network(SIZES, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, "float32", "f4", np.dtype("float64"), float])
+def test_dtype_spellings(dtype):
+    assert Network(SIZES, dtype=dtype).dtype in (np.float32, np.float64)
+
+
+@pytest.mark.parametrize(
+    ("seed", "error"),
+    [(-1, ValueError), (1.5, TypeError), ("3", TypeError), (True, TypeError), ([1], TypeError)],
+)
+def test_bad_seed(seed, error):
+    with pytest.raises(error, match=names("seed")):
+        Network(SIZES, seed=seed)
+
+
+def test_sizes_accepts_numpy_integers():
+    net = Network(np.array([3, 5, 2], dtype=np.int32), seed=np.int64(1))
+    assert net.sizes == [3, 5, 2]
+    assert all(type(s) is int for s in net.sizes)
+
+
+# -- data: X and Y -----------------------------------------------------------------------------
+
+
+def _x_cases(rng):
+    x = rng.normal(size=(N, SIZES[0]))
+    with_nan, with_inf, with_ninf = x.copy(), x.copy(), x.copy()
+    with_nan[2, 1] = np.nan
+    with_inf[0, 0] = np.inf
+    with_ninf[-1, -1] = -np.inf
+    ragged = [[1.0, 2.0, 3.0], [1.0, 2.0]]
+    return {
+        "1-D": (x[0], ValueError),
+        "3-D": (x[None], ValueError),
+        "scalar": (1.0, ValueError),
+        "too-few-features": (x[:, :2], ValueError),
+        "too-many-features": (np.hstack([x, x]), ValueError),
+        "no-samples": (x[:0], ValueError),
+        "empty-list": ([], ValueError),
+        "empty-rows": ([[]], ValueError),
+        "nan": (with_nan, ValueError),
+        "inf": (with_inf, ValueError),
+        "-inf": (with_ninf, ValueError),
+        "strings": (x.astype(str), TypeError),
+        "string-list": ([["a", "b", "c"]] * N, TypeError),
+        "string": ("abc", TypeError),
+        "objects": (x.astype(object), TypeError),
+        "none": (None, TypeError),
+        "ragged": (ragged, TypeError),
+        "complex": (x.astype(complex), TypeError),
+        "complex-list": ([[1j, 2.0, 3.0]] * N, TypeError),
+        "datetime": (np.zeros((N, 3), dtype="datetime64[s]"), TypeError),
+    }
+
+
+def _y_cases(rng):
+    y = rng.uniform(size=(N, SIZES[-1]))
+    with_nan = y.copy()
+    with_nan[1, 1] = np.nan
+    with_inf = y.copy()
+    with_inf[0, 1] = -np.inf
+    return {
+        "1-D-for-2-outputs": (y[:, 0], ValueError),
+        "3-D": (y[None], ValueError),
+        "too-few-outputs": (y[:, :1], ValueError),
+        "too-many-outputs": (np.hstack([y, y]), ValueError),
+        "too-few-samples": (y[:-1], ValueError),
+        "too-many-samples": (np.vstack([y, y]), ValueError),
+        "empty": (y[:0], ValueError),
+        "nan": (with_nan, ValueError),
+        "inf": (with_inf, ValueError),
+        "strings": (y.astype(str), TypeError),
+        "objects": (y.astype(object), TypeError),
+        "none": (None, TypeError),
+        "complex": (y.astype(np.complex64), TypeError),
+    }
+
+
+X_CASES = list(_x_cases(np.random.default_rng(0)))
+Y_CASES = list(_y_cases(np.random.default_rng(0)))
+
+CALLS = {
+    "fit": lambda net, x, y: net.fit(x, y, epochs=2),
+    "fit-shuffled": lambda net, x, y: net.fit(x, y, epochs=2, batch_size=2, shuffle=True),
+    "loss": lambda net, x, y: net.loss(x, y),
+    "gradients": lambda net, x, y: net.gradients(x, y),
+}
+
+
+@pytest.mark.parametrize("call", [*CALLS, "predict"])
+@pytest.mark.parametrize("case", X_CASES)
+def test_bad_x(case, call, net, data, rng, no_kernels):
+    bad, error = _x_cases(rng)[case]
+    before = state_of(net)
+    with pytest.raises(error, match=names("X")):
+        if call == "predict":
+            net.predict(bad)
+        else:
+            CALLS[call](net, bad, data[1])
+    assert_unchanged(net, before)
+
+
+@pytest.mark.parametrize("call", list(CALLS))
+@pytest.mark.parametrize("case", Y_CASES)
+def test_bad_y(case, call, net, data, rng, no_kernels):
+    bad, error = _y_cases(rng)[case]
+    before = state_of(net)
+    with pytest.raises(error, match=names("Y")):
+        CALLS[call](net, data[0], bad)
+    assert_unchanged(net, before)
+
+
+def test_float64_data_too_large_for_a_float32_network(data, no_kernels):
+    """1e300 becomes inf in float32: rejected like an inf, with no RuntimeWarning."""
+    net = Network(SIZES, dtype=np.float32, seed=3)
+    x, y = data
+    x = x.copy()
+    x[0, 0] = 1e300
+    before = state_of(net)
+    with pytest.raises(ValueError, match=names("X")):
+        net.predict(x)
+    with pytest.raises(ValueError, match=names("X")):
+        net.fit(x, y.astype(np.float32))
+    y = y.copy()
+    y[0, 0] = -1e300
+    with pytest.raises(ValueError, match=names("Y")):
+        net.loss(data[0], y)
+    assert_unchanged(net, before)
+
+
+# -- fit's other arguments ----------------------------------------------------------------------
+
+BAD_FIT_ARGS = {
+    "epochs": [
+        (0, ValueError),
+        (-1, ValueError),
+        (1.5, TypeError),
+        (3.0, TypeError),
+        (True, TypeError),
+        ("3", TypeError),
+        (None, TypeError),
+        (np.float64(3), TypeError),
+    ],
+    "lr": [
+        (0, ValueError),
+        (0.0, ValueError),
+        (-1, ValueError),
+        (-0.5, ValueError),
+        (np.nan, ValueError),
+        (np.inf, ValueError),
+        (-np.inf, ValueError),
+        (True, TypeError),
+        ("3", TypeError),
+        (None, TypeError),
+        (1j, TypeError),
+        (np.array([0.1]), TypeError),
+    ],
+    "batch_size": [
+        (0, ValueError),
+        (-1, ValueError),
+        (1.5, TypeError),
+        (True, TypeError),
+        ("3", TypeError),
+        (np.float32(2), TypeError),
+    ],
+    "shuffle": [(None, TypeError), (1, TypeError), ("yes", TypeError)],
+    "callback": [(3, TypeError), ("print", TypeError)],
+}
+
+
+@pytest.mark.parametrize(
+    ("arg", "value", "error"),
+    [
+        pytest.param(arg, value, error, id=f"{arg}={value!r}")
+        for arg, cases in BAD_FIT_ARGS.items()
+        for value, error in cases
+    ],
+)
+def test_bad_fit_arguments(arg, value, error, net, data, no_kernels):
+    before = state_of(net)
+    with pytest.raises(error, match=names(arg)):
+        net.fit(*data, **{arg: value})
+    assert_unchanged(net, before)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"epochs": np.int64(2), "lr": np.float32(0.1)},
+        {"epochs": 1, "lr": 1, "batch_size": np.int8(2)},
+        {"epochs": 1, "batch_size": None, "shuffle": np.True_},
+    ],
+    ids=["numpy-scalars", "int-lr", "numpy-bool"],
+)
+def test_good_fit_argument_types(kwargs, net, data):
+    history = net.fit(*data, **kwargs)
+    assert history.loss.shape == (int(kwargs["epochs"]),)
+
+
+# -- replaced weights and biases -----------------------------------------------------------------
+
+
+def _bad_entries():
+    w0 = np.zeros((SIZES[0], SIZES[1]))
+    nan, inf = w0.copy(), w0.copy()
+    nan[1, 1] = np.nan
+    inf[0, 2] = np.inf
+    return {
+        "wrong-shape": (np.zeros((SIZES[1], SIZES[0])), ValueError),
+        "1-D": (np.zeros(SIZES[0] * SIZES[1]), ValueError),
+        "scalar": (0.5, ValueError),
+        "nan": (nan, ValueError),
+        "inf": (inf, ValueError),
+        "too-large-for-float32": (np.full_like(w0, 1e300), ValueError),
+        "strings": (w0.astype(str), TypeError),
+        "objects": (w0.astype(object), TypeError),
+        "none": (None, TypeError),
+        "complex": (w0.astype(complex), TypeError),
+        "ragged": ([[0.0] * SIZES[1]] * (SIZES[0] - 1) + [[0.0]], (TypeError, ValueError)),
+    }
+
+
+BAD_ENTRIES = list(_bad_entries())
+ENTRY_CALLS = {
+    "fit": lambda net, x, y: net.fit(x, y, epochs=1),
+    "predict": lambda net, x, y: net.predict(x),
+    "loss": lambda net, x, y: net.loss(x, y),
+    "gradients": lambda net, x, y: net.gradients(x, y),
+}
+
+
+@pytest.mark.parametrize("call", list(ENTRY_CALLS))
+@pytest.mark.parametrize(
+    ("dtype", "case"),
+    [
+        pytest.param(dtype, case, id=f"{np.dtype(dtype).name}-{case}")
+        for dtype in (np.float32, np.float64)
+        for case in BAD_ENTRIES
+        if not (case == "too-large-for-float32" and dtype == np.float64)
+    ],
+)
+def test_bad_replaced_weight(dtype, case, call, data, no_kernels):
+    net = Network(SIZES, dtype=dtype, seed=3)
+    bad, error = _bad_entries()[case]
+    before = state_of(net)
+    net.weights[0] = bad
+    with pytest.raises(error, match=names("weights[0]")):
+        ENTRY_CALLS[call](net, *data)
+    assert_unchanged(net, before)
+    assert net.weights[0] is bad  # still the user's entry, until replaced again
+
+
+def test_float64_network_takes_the_largest_float64_weights(data):
+    net = Network(SIZES, seed=3)
+    big = np.full((SIZES[0], SIZES[1]), np.finfo(np.float64).max)
+    net.weights[0] = big
+    net.predict(data[0])
+    np.testing.assert_array_equal(net.weights[0], big)
+    assert net.weights[0] is not big
+
+
+@pytest.mark.parametrize("case", ["wrong-shape", "nan", "strings"])
+def test_bad_replaced_bias(case, net, data, no_kernels):
+    bad = {"wrong-shape": np.zeros(SIZES[1] + 1), "nan": np.full(SIZES[2], np.nan)}.get(
+        case, np.array(["a", "b"])
+    )
+    before = state_of(net)
+    net.biases[1] = bad
+    with pytest.raises((TypeError, ValueError), match=names("biases[1]")):
+        net.predict(data[0])
+    assert_unchanged(net, before)
+
+
+def test_one_bad_entry_blocks_all_replacements(net, data, no_kernels):
+    """Entries are checked together: a good replacement is not applied either."""
+    before = state_of(net)
+    net.weights[0] = np.ones((SIZES[0], SIZES[1]))
+    net.weights[1] = np.full((SIZES[1], SIZES[2]), np.nan)
+    with pytest.raises(ValueError, match=names("weights[1]")):
+        net.predict(data[0])
+    assert_unchanged(net, before)
+
+
+def test_fixing_a_bad_entry_recovers(net, data):
+    good = np.full((SIZES[0], SIZES[1]), 0.125)
+    net.weights[0] = np.full((SIZES[0], SIZES[1]), np.nan)
+    with pytest.raises(ValueError, match=names("weights[0]")):
+        net.predict(data[0])
+    net.weights[0] = good
+    assert np.isfinite(net.predict(data[0])).all()
+    np.testing.assert_array_equal(net.weights[0], good)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [None, "abc", [np.zeros((3, 5))], np.zeros((3, 5))],
+    ids=["None", "string", "too-short-list", "an-array"],
+)
+def test_bad_weights_list(value, net, no_kernels):
+    before = state_of(net)
+    with pytest.raises((TypeError, ValueError), match=names("weights")):
+        net.weights = value
+    assert_unchanged(net, before)

@@ -3,5 +3,22 @@
 from fastbp._threads import get_num_threads, set_num_threads
 from fastbp.network import DivergenceError, History, Network
 
-__all__ = ["DivergenceError", "History", "Network", "get_num_threads", "set_num_threads"]
+__all__ = [
+    "DivergenceError",
+    "History",
+    "MLPClassifier",
+    "MLPRegressor",
+    "Network",
+    "get_num_threads",
+    "set_num_threads",
+]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # The scikit-learn estimators import scikit-learn: only on first use.
+    if name in ("MLPClassifier", "MLPRegressor"):
+        from fastbp import sklearn
+
+        return getattr(sklearn, name)
+    raise AttributeError(f"module 'fastbp' has no attribute {name!r}")

@@ -13,6 +13,39 @@ So a partial last batch needs no other buffers, and nothing here allocates.
 Offsets (int64 arrays, built by :class:`fastbp.network.Layout`):
 ``sizes`` (L + 1,) layer widths; ``w_off``/``b_off`` (L,) where W_l and b_l start
 in ``params``; ``a_off`` (L,) where layer l's slot starts in ``acts``/``deltas``.
+The offsets may put the layers in any order: :class:`fastbp.network.Layout`
+interleaves W_l, b_l; the scikit-learn estimators put all W first, then all b
+(scikit-learn's packed order, which L-BFGS sees).
+
+The network is described by ``activations`` (L,) int64, the activation code of
+each layer (``kernels.IDENTITY`` ...; the output layer's code is applied by
+:func:`kernels.dense_forward`), and ``loss``: None for fastbp.Network's mean
+squared error (``kernels.LOSS_MSE``: output delta ``2 (a - y) / m``, the output
+layer's derivative taken from its activation), or a ``kernels.LOSS_*`` code of
+the scikit-learn estimators, each with its canonical output (identity, exp,
+logistic, softmax: :func:`kernels.output_activation`) and output delta
+``dJ/dz = w_i (a - y) / sum w``, where w are the sample weights ``sw`` (an empty
+array for none).
+
+Optimizers, with hyper-parameters ``hyper`` float64
+``[lr, alpha, momentum, beta_1, beta_2, epsilon]``:
+
+``state is None``  (``OPT_FUSED``, fastbp.Network) plain SGD fused into the
+                   backward pass (``kernels.dense_backward_sgd``), no L2; a chunk
+                   stops at a non-finite loss.
+``OPT_MOMENTUM`` / ``OPT_NESTEROV`` (``opt``): scikit-learn's SGD; ``state``
+                   (1, n_params) holds the velocities.
+``OPT_ADAM``       scikit-learn's Adam; ``state`` (2, n_params) holds m and v;
+                   the step count t is ``position[2]``.
+
+These three compute the whole gradient first (with the L2 term
+``alpha * W / sum w``, and ``0.5 * alpha * sum ||W||^2 / sum w`` added to J,
+when ``alpha > 0``), then update ``params`` in one pass, and never stop on a
+non-finite loss (as scikit-learn).
+
+Network's ``None`` arguments are tested with ``is None`` on their own, which
+Numba resolves at compile time: its compiled loop contains none of the
+scikit-learn losses and optimizers, so it compiles (and starts) as fast as before.
 """
 
 from __future__ import annotations
@@ -21,6 +54,19 @@ import math
 
 from fastbp import kernels
 from fastbp._jit import jit
+
+OPT_FUSED = 0
+OPT_MOMENTUM = 1
+OPT_NESTEROV = 2
+OPT_ADAM = 3
+
+# Slots of ``hyper``.
+H_LR = 0
+H_ALPHA = 1
+H_MOMENTUM = 2
+H_BETA_1 = 3
+H_BETA_2 = 4
+H_EPSILON = 5
 
 
 @jit
@@ -40,54 +86,146 @@ def rows(buf, offset, m, n):
 
 
 @jit
-def forward_pass(x, sizes, w_off, b_off, a_off, params, acts, threads):
+def forward_pass(x, sizes, w_off, b_off, a_off, params, acts, activations, loss, threads):
     """Fill each layer's slot in ``acts`` for input x (m, n_0), m <= capacity."""
     m = x.shape[0]
     w, b = layer_params(params, sizes, w_off, b_off, 0)
-    kernels.dense_forward(x, w, b, rows(acts, a_off[0], m, sizes[1]), kernels.LOGISTIC, threads)
+    kernels.dense_forward(x, w, b, rows(acts, a_off[0], m, sizes[1]), activations[0], threads)
     for layer in range(1, sizes.size - 1):
         w, b = layer_params(params, sizes, w_off, b_off, layer)
         a_prev = rows(acts, a_off[layer - 1], m, sizes[layer])
         out = rows(acts, a_off[layer], m, sizes[layer + 1])
-        kernels.dense_forward(a_prev, w, b, out, kernels.LOGISTIC, threads)
+        kernels.dense_forward(a_prev, w, b, out, activations[layer], threads)
+    # `is None` tests stand alone so that Numba prunes them at compile time.
+    if loss is not None:  # noqa: SIM102
+        if loss == kernels.LOSS_POISSON or loss == kernels.LOSS_SOFTMAX:
+            top = sizes.size - 2
+            kernels.output_activation(rows(acts, a_off[top], m, sizes[top + 1]), loss)
 
 
 @jit
-def backward_pass(x, y, sizes, w_off, b_off, a_off, params, acts, grads, deltas, lr, threads):
+def l2_term(params, sizes, w_off, b_off):
+    """``sum ||W_l||^2`` over the layers (float64)."""
+    total = 0.0
+    for layer in range(sizes.size - 1):
+        w, _ = layer_params(params, sizes, w_off, b_off, layer)
+        total += kernels.sum_squares(w)
+    return total
+
+
+@jit
+def backward_pass(
+    x,
+    y,
+    sw,
+    sizes,
+    w_off,
+    b_off,
+    a_off,
+    params,
+    acts,
+    grads,
+    deltas,
+    activations,
+    loss,
+    alpha,
+    lr,
+    threads,
+):
     """After :func:`forward_pass` on x: back-propagate and return J.
 
-    With ``lr == 0``, write dJ/dparams into ``grads``. With ``lr > 0``, apply the
-    SGD update to ``params`` as each layer's gradient is formed (``grads`` is
-    then scratch space); no update at all if J is not finite.
+    y (m, n_L) the targets; sw (m,) sample weights or an empty array. With
+    ``lr == 0``, write dJ/dparams into ``grads`` (with the L2 term when alpha > 0).
+    With ``lr > 0`` (``loss is None`` only), apply the SGD update to
+    ``params`` as each layer's gradient is formed (``grads`` is then scratch
+    space); no update at all if J is not finite.
     """
     m = x.shape[0]
     top = sizes.size - 2
     out = rows(acts, a_off[top], m, sizes[top + 1])
-    loss = kernels.mse_loss_grad(out, y, rows(deltas, a_off[top], m, sizes[top + 1]))
-    if lr > 0 and not math.isfinite(loss):
-        return loss
+    delta_top = rows(deltas, a_off[top], m, sizes[top + 1])
+    decay = 0.0
+    if loss is None:
+        J = kernels.mse_loss_grad(out, y, delta_top)
+        top_activation = activations[top]
+    else:
+        if sw.size > 0:
+            sw_sum = 0.0
+            for i in range(m):
+                sw_sum += sw[i]
+        else:
+            sw_sum = float(m)
+        J = kernels.output_loss_grad(out, y, sw, sw_sum, loss, delta_top)
+        top_activation = kernels.IDENTITY
+        if alpha > 0:
+            J += 0.5 * alpha * l2_term(params, sizes, w_off, b_off) / sw_sum
+            decay = alpha / sw_sum
+    if lr > 0 and not math.isfinite(J):
+        return J
     for layer in range(top, -1, -1):
         w, b = layer_params(params, sizes, w_off, b_off, layer)
         dw, db = layer_params(grads, sizes, w_off, b_off, layer)
         delta = rows(deltas, a_off[layer], m, sizes[layer + 1])
         a = rows(acts, a_off[layer], m, sizes[layer + 1])
+        activation = top_activation if layer == top else activations[layer]
         # The first layer's input is x, and it has no layer below to pass a delta to.
         if layer > 0:
             a_prev = rows(acts, a_off[layer - 1], m, sizes[layer])
             delta_prev = rows(deltas, a_off[layer - 1], m, sizes[layer])
             if lr > 0:
                 kernels.dense_backward_sgd(
-                    delta, a, a_prev, w, b, db, delta_prev, lr, kernels.LOGISTIC, threads
+                    delta, a, a_prev, w, b, db, delta_prev, lr, activation, threads
                 )
             else:
-                kernels.dense_backward(
-                    delta, a, a_prev, w, dw, db, delta_prev, kernels.LOGISTIC, threads
-                )
+                kernels.dense_backward(delta, a, a_prev, w, dw, db, delta_prev, activation, threads)
         elif lr > 0:
-            kernels.dense_backward_sgd(delta, a, x, w, b, db, None, lr, kernels.LOGISTIC, threads)
+            kernels.dense_backward_sgd(delta, a, x, w, b, db, None, lr, activation, threads)
         else:
-            kernels.dense_backward(delta, a, x, w, dw, db, None, kernels.LOGISTIC, threads)
-    return loss
+            kernels.dense_backward(delta, a, x, w, dw, db, None, activation, threads)
+        if loss is not None:  # noqa: SIM102  (pruned at compile time for Network)
+            if decay > 0 and lr == 0:
+                kernels.l2_add(dw, w, decay)
+    return J
+
+
+@jit
+def loss_grad(
+    x,
+    y,
+    sw,
+    sizes,
+    w_off,
+    b_off,
+    a_off,
+    params,
+    acts,
+    grads,
+    deltas,
+    activations,
+    loss,
+    alpha,
+    threads,
+):
+    """J and dJ/dparams (into ``grads``) on one batch: forward then backward."""
+    forward_pass(x, sizes, w_off, b_off, a_off, params, acts, activations, loss, threads)
+    return backward_pass(
+        x,
+        y,
+        sw,
+        sizes,
+        w_off,
+        b_off,
+        a_off,
+        params,
+        acts,
+        grads,
+        deltas,
+        activations,
+        loss,
+        alpha,
+        0.0,
+        threads,
+    )
 
 
 @jit
@@ -101,44 +239,137 @@ def gather_rows(src, order, start, m, dst):
 
 
 @jit
-def _sgd_step(x, y, sizes, w_off, b_off, a_off, params, grads, acts, deltas, lr, threads):
-    """One batch: forward, then backward with the update unless the loss is not finite."""
-    forward_pass(x, sizes, w_off, b_off, a_off, params, acts, threads)
-    return backward_pass(x, y, sizes, w_off, b_off, a_off, params, acts, grads, deltas, lr, threads)
+def gather_weights(sw, order, start, m, dst):
+    """:func:`gather_rows` for a 1-D array; nothing when sw is empty."""
+    if sw.size == 0:
+        return
+    for i in range(m):
+        dst[i] = sw[order[start + i] if order.size > 0 else start + i]
+
+
+@jit
+def _step(
+    x,
+    y,
+    sw,
+    sizes,
+    w_off,
+    b_off,
+    a_off,
+    activations,
+    loss,
+    params,
+    grads,
+    acts,
+    deltas,
+    opt,
+    hyper,
+    state,
+    position,
+    threads,
+):
+    """One batch: forward, backward, update. Returns the batch's J."""
+    forward_pass(x, sizes, w_off, b_off, a_off, params, acts, activations, loss, threads)
+    if state is None:
+        return backward_pass(
+            x,
+            y,
+            sw,
+            sizes,
+            w_off,
+            b_off,
+            a_off,
+            params,
+            acts,
+            grads,
+            deltas,
+            activations,
+            loss,
+            0.0,
+            hyper[H_LR],
+            threads,
+        )
+    else:
+        J = backward_pass(
+            x,
+            y,
+            sw,
+            sizes,
+            w_off,
+            b_off,
+            a_off,
+            params,
+            acts,
+            grads,
+            deltas,
+            activations,
+            loss,
+            hyper[H_ALPHA],
+            0.0,
+            threads,
+        )
+        if opt == OPT_ADAM:
+            position[2] += 1
+            t = float(position[2])
+            b1 = hyper[H_BETA_1]
+            b2 = hyper[H_BETA_2]
+            lr = hyper[H_LR] * math.sqrt(1.0 - math.pow(b2, t)) / (1.0 - math.pow(b1, t))
+            kernels.adam_update(
+                params, grads, state[0], state[1], lr, b1, b2, hyper[H_EPSILON], threads
+            )
+        else:
+            kernels.momentum_update(
+                params,
+                grads,
+                state[0],
+                hyper[H_LR],
+                hyper[H_MOMENTUM],
+                opt == OPT_NESTEROV,
+                threads,
+            )
+        return J
 
 
 @jit
 def train_chunk(
     x,
     y,
+    sw,
     orders,
     gather,
     sizes,
     w_off,
     b_off,
     a_off,
+    activations,
+    loss,
     params,
     grads,
     acts,
     deltas,
     xb,
     yb,
-    lr,
+    swb,
+    opt,
+    hyper,
+    state,
     batch_size,
     position,
     max_steps,
     loss_sums,
     threads,
 ):
-    """Run at most ``max_steps`` mini-batch SGD steps, then return to the caller.
+    """Run at most ``max_steps`` mini-batch steps, then return to the caller.
 
-    x (n, n_0), y (n, n_L): the data, any layout. ``orders`` (E, n) int64: the row
-    order of each epoch of this block, or (0, n) for data order. ``gather``: copy
-    each batch into xb/yb (capacity, n_0)/(capacity, n_L) first; required when
-    x or y is not C-contiguous or the rows are shuffled. ``position`` int64 (2,):
-    (epoch within the block, first row of the next batch), updated in place.
-    ``loss_sums`` (E,) float64 accumulates each epoch's sum of batch J times batch
-    size. Stops early at a non-finite loss, before that batch's update.
+    x (n, n_0), y (n, n_L): the data, any layout; sw (n,) sample weights or an
+    empty array. ``orders`` (E, n) int64: the row order of each epoch of this
+    block, or (0, n) for data order. ``gather``: copy each batch into xb/yb/swb
+    (capacity, n_0)/(capacity, n_L)/(capacity,) first; required when x or y is
+    not C-contiguous or the rows are shuffled. ``position`` int64 (3,): (epoch
+    within the block, first row of the next batch, optimizer step count),
+    updated in place. ``loss_sums`` (E,) float64 accumulates each epoch's sum of
+    batch J times batch size. With ``OPT_FUSED``, stops early at a non-finite
+    loss, before that batch's update.
 
     Returns 1 if it stopped on a non-finite loss, else 0.
     """
@@ -154,18 +385,39 @@ def train_chunk(
             order = orders[epoch] if orders.shape[0] > 0 else orders.reshape(-1)[:0]
             gather_rows(x, order, start, m, xb)
             gather_rows(y, order, start, m, yb)
+            gather_weights(sw, order, start, m, swb)
             xin = xb[:m]
             yin = yb[:m]
+            swin = swb[:m] if sw.size > 0 else swb[:0]
         else:
             xin = x[start : start + m]
             yin = y[start : start + m]
-        loss = _sgd_step(
-            xin, yin, sizes, w_off, b_off, a_off, params, grads, acts, deltas, lr, threads
+            swin = sw[start : start + m] if sw.size > 0 else sw[:0]
+        loss_value = _step(
+            xin,
+            yin,
+            swin,
+            sizes,
+            w_off,
+            b_off,
+            a_off,
+            activations,
+            loss,
+            params,
+            grads,
+            acts,
+            deltas,
+            opt,
+            hyper,
+            state,
+            position,
+            threads,
         )
-        if not math.isfinite(loss):
-            status = 1
-            break
-        loss_sums[epoch] += loss * m
+        if state is None:  # noqa: SIM102  (OPT_FUSED; pruned at compile time)
+            if not math.isfinite(loss_value):
+                status = 1
+                break
+        loss_sums[epoch] += loss_value * m
         steps += 1
         start += m
         if start >= n:

@@ -337,3 +337,214 @@ def sgd_update(param, grad, lr, threads=None):
         _sgd_parallel(param, grad, lr)
     else:
         _sgd_serial(param, grad, lr)
+
+
+# -- output layers, losses and optimizers of the scikit-learn estimators ----------
+#
+# Loss codes pick an output layer and its loss (see :mod:`fastbp._loop`):
+#
+# ============  ================  =====================================================
+# code          output            loss J of a batch (before the L2 term)
+# ============  ================  =====================================================
+# LOSS_MSE      any activation    ``sum((a - y)**2) / m`` (fastbp.Network)
+# LOSS_SQUARED  identity          ``0.5 * mean_j (sum_i w_i (a - y)**2 / sum w)``
+# LOSS_POISSON  exp               ``sum_j sum_i w_i (xlogy(y, y / a) - y + a) / sum w``
+# LOSS_BINARY   logistic          ``-sum_j sum_i w_i (xlogy(y, p) + xlogy(1 - y, 1 - p)) / sum w``
+# LOSS_SOFTMAX  softmax           ``-sum_j sum_i w_i xlogy(y, p) / sum w``
+# ============  ================  =====================================================
+#
+# with w_i = 1 when there are no sample weights and p = a clipped to [eps, 1 - eps].
+# Every loss but LOSS_MSE is paired with its canonical link, so its output delta
+# dJ/dz is ``w_i (a - y) / sum w``, as scikit-learn computes it: for LOSS_SQUARED
+# with k > 1 outputs that is k times the gradient of the J it reports
+# (scikit-learn issue #8349), matched here on purpose.
+
+from fastbp._math import exp_neg  # noqa: E402  (kept with the code that uses it)
+
+LOSS_MSE = 0
+LOSS_SQUARED = 1
+LOSS_POISSON = 2
+LOSS_BINARY = 3
+LOSS_SOFTMAX = 4
+
+
+@jit
+def _eps_of(a):
+    """Machine epsilon of a's dtype (float32 or float64)."""
+    if as_dtype_of(1.0 + 2.0**-30, a) == 1.0:
+        return 1.1920928955078125e-07
+    return 2.220446049250313e-16
+
+
+@jit
+def output_activation(a, loss):
+    """Apply the output function of ``loss`` in place to a (m, k) with unit-stride rows.
+
+    LOSS_POISSON: ``a = exp(a)``; LOSS_SOFTMAX: each row becomes
+    ``exp(a - max(a)) / sum(exp(a - max(a)))`` (the exponentials by
+    :func:`fastbp._math.exp_neg`, within about an ulp of ``exp``); other codes:
+    nothing (their output activation is applied by :func:`dense_forward`).
+    Mutates ``a``.
+    """
+    m, k = a.shape
+    if loss == LOSS_POISSON:
+        for i in range(m):
+            for j in range(k):
+                a[i, j] = math.exp(a[i, j])
+    elif loss == LOSS_SOFTMAX:
+        # Three passes, so that the exponentials (of arguments <= 0: exp_neg, which
+        # vectorises) run over the block as one flat vector.
+        for i in range(m):
+            top = a[i, 0]
+            for j in range(1, k):
+                top = max(top, a[i, j])
+            for j in range(k):
+                a[i, j] -= top
+        if a.strides[1] == a.itemsize and a.strides[0] == k * a.itemsize:
+            flat = a.reshape(a.size)
+            for i in range(flat.size):
+                flat[i] = exp_neg(flat[i])
+        else:
+            for i in range(m):
+                for j in range(k):
+                    a[i, j] = exp_neg(a[i, j])
+        for i in range(m):
+            total = as_dtype_of(0.0, a)
+            for j in range(k):
+                total += a[i, j]
+            for j in range(k):
+                a[i, j] /= total
+
+
+@jit
+def _xlogy(x, y):
+    """``x * log(y)``, and 0 when x == 0 (as scipy.special.xlogy)."""
+    if x == 0:
+        return 0.0 * y
+    return x * math.log(y)
+
+
+@jit
+def output_loss_grad(a, y, sw, sw_sum, loss, grad):
+    """Loss of one batch and its gradient with respect to the output pre-activations.
+
+    a (m, k): the output layer (after :func:`output_activation`); y (m, k): targets
+    in a's dtype; sw (m,): sample weights, or an empty array for none; sw_sum: their
+    sum (m without weights); ``loss``: one of LOSS_SQUARED, LOSS_POISSON,
+    LOSS_BINARY, LOSS_SOFTMAX. Returns J (float, accumulated in float64; see the
+    table above) and writes ``grad = w_i (a - y) / sw_sum`` (m, k). Mutates ``grad``.
+    """
+    m, k = a.shape
+    eps = _eps_of(a)
+    lo = as_dtype_of(eps, a)
+    hi = as_dtype_of(1.0 - eps, a)
+    one = as_dtype_of(1.0, a)
+    inv = 1.0 / sw_sum
+    weighted = sw.size > 0
+    total = 0.0
+    for i in range(m):
+        wi = sw[i] if weighted else one
+        scale = as_dtype_of(wi * inv, grad)
+        row = 0.0
+        for j in range(k):
+            ai = a[i, j]
+            yi = y[i, j]
+            if loss == LOSS_SQUARED:
+                d = yi - ai
+                row += d * d
+            elif loss == LOSS_POISSON:
+                row += _xlogy(yi, yi / ai) - yi + ai
+            elif loss == LOSS_BINARY:
+                p = min(max(ai, lo), hi)
+                row -= _xlogy(yi, p) + _xlogy(one - yi, one - p)
+            else:
+                p = min(max(ai, lo), hi)
+                row -= _xlogy(yi, p)
+            grad[i, j] = (ai - yi) * scale
+        total += row * wi
+    total *= inv
+    if loss == LOSS_SQUARED:
+        total *= 0.5 / k
+    return total
+
+
+@jit
+def sum_squares(w):
+    """``sum(w**2)`` of a 2-D array, accumulated in float64."""
+    total = 0.0
+    for i in range(w.shape[0]):
+        for j in range(w.shape[1]):
+            total += float(w[i, j]) * float(w[i, j])
+    return total
+
+
+@jit
+def l2_add(dw, w, scale):
+    """``dw += scale * w`` (the L2 penalty's gradient) for 2-D dw, w. Mutates ``dw``."""
+    s = as_dtype_of(scale, dw)
+    for i in range(dw.shape[0]):
+        for j in range(dw.shape[1]):
+            dw[i, j] += s * w[i, j]
+
+
+def _momentum_body(param, grad, velocity, lr, momentum, nesterov):
+    rate = as_dtype_of(lr, param)
+    mu = as_dtype_of(momentum, param)
+    for i in prange(param.size):
+        v = mu * velocity[i] - rate * grad[i]
+        velocity[i] = v
+        if nesterov:
+            param[i] += mu * v - rate * grad[i]
+        else:
+            param[i] += v
+
+
+_momentum_serial, _momentum_parallel = serial_and_parallel(_momentum_body)
+
+
+@jit
+def momentum_update(param, grad, velocity, lr, momentum, nesterov, threads=None):
+    """SGD with (Nesterov) momentum, in place, as scikit-learn's SGDOptimizer.
+
+    ``velocity = momentum * velocity - lr * grad``, then ``param += velocity``, or
+    with ``nesterov`` ``param += momentum * velocity - lr * grad``. param, grad,
+    velocity (n,) contiguous, one dtype. Mutates param and velocity.
+    """
+    if threads is not None and threads > 1 and param.size >= PARALLEL_MIN:
+        _momentum_parallel(param, grad, velocity, lr, momentum, nesterov)
+    else:
+        _momentum_serial(param, grad, velocity, lr, momentum, nesterov)
+
+
+def _adam_body(param, grad, m, v, lr, beta_1, beta_2, epsilon):
+    rate = as_dtype_of(-lr, param)
+    b1 = as_dtype_of(beta_1, param)
+    b2 = as_dtype_of(beta_2, param)
+    c1 = as_dtype_of(1.0 - beta_1, param)
+    c2 = as_dtype_of(1.0 - beta_2, param)
+    e = as_dtype_of(epsilon, param)
+    for i in prange(param.size):
+        g = grad[i]
+        mi = b1 * m[i] + c1 * g
+        vi = b2 * v[i] + c2 * (g * g)
+        m[i] = mi
+        v[i] = vi
+        param[i] += rate * mi / (math.sqrt(vi) + e)
+
+
+_adam_serial, _adam_parallel = serial_and_parallel(_adam_body)
+
+
+@jit
+def adam_update(param, grad, m, v, lr, beta_1, beta_2, epsilon, threads=None):
+    """One Adam step in place, as scikit-learn's AdamOptimizer.
+
+    ``m = beta_1 m + (1 - beta_1) grad``, ``v = beta_2 v + (1 - beta_2) grad**2``,
+    ``param += -lr * m / (sqrt(v) + epsilon)``, where ``lr`` is the step's
+    bias-corrected rate ``lr_init * sqrt(1 - beta_2**t) / (1 - beta_1**t)``.
+    param, grad, m, v (n,) contiguous, one dtype. Mutates param, m and v.
+    """
+    if threads is not None and threads > 1 and param.size >= PARALLEL_MIN:
+        _adam_parallel(param, grad, m, v, lr, beta_1, beta_2, epsilon)
+    else:
+        _adam_serial(param, grad, m, v, lr, beta_1, beta_2, epsilon)

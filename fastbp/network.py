@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from fastbp import _loop, reference
+from fastbp import _loop, kernels, reference
 from fastbp._jit import PARALLEL_GEMM, PARALLEL_MIN
 from fastbp._threads import compute_threads, get_num_threads
 from fastbp._validation import (
@@ -41,6 +41,8 @@ _CHUNK_SECONDS = 0.1
 _ORDER_BUDGET = 1 << 20
 # Rows per forward pass in predict and loss: bounds their scratch memory.
 _EVAL_ROWS = 4096
+# "No sample weights" for the compiled loop: an empty array of the data's dtype.
+_NO_WEIGHTS = {dt: np.empty(0, dtype=dt) for dt in FLOAT_DTYPES}
 
 
 class DivergenceError(FloatingPointError):
@@ -85,6 +87,8 @@ class Layout:
         self.b_off = (starts + n_in * n_out).astype(np.int64)
         self.n_params = int(per_layer.sum())
         self.n_units = int(n_out.sum())
+        # Every layer of a Network is logistic (its loss is LOSS_MSE: loss=None in _loop).
+        self.activations = np.full(sizes.size - 1, kernels.LOGISTIC, dtype=np.int64)
 
     def act_offsets(self, capacity: int) -> np.ndarray:
         """Start of each layer's slot in an activation buffer of ``capacity`` rows."""
@@ -256,7 +260,16 @@ class Network:
                 _loop.gather_rows(x, order, start, m, xb)
                 xin = xb[:m]
             _loop.forward_pass(
-                xin, lay.sizes, lay.w_off, lay.b_off, a_off, self._params, acts, threads
+                xin,
+                lay.sizes,
+                lay.w_off,
+                lay.b_off,
+                a_off,
+                self._params,
+                acts,
+                lay.activations,
+                None,
+                threads,
             )
             yield start, start + m, _loop.rows(acts, a_off[top], m, int(lay.sizes[-1]))
 
@@ -315,11 +328,21 @@ class Network:
         with compute_threads():
             threads = self._threads(n)
             _loop.forward_pass(
-                x, lay.sizes, lay.w_off, lay.b_off, a_off, self._params, acts, threads
+                x,
+                lay.sizes,
+                lay.w_off,
+                lay.b_off,
+                a_off,
+                self._params,
+                acts,
+                lay.activations,
+                None,
+                threads,
             )
             _loop.backward_pass(
                 x,
                 y,
+                _NO_WEIGHTS[self._dtype],
                 lay.sizes,
                 lay.w_off,
                 lay.b_off,
@@ -328,6 +351,9 @@ class Network:
                 acts,
                 grads,
                 deltas,
+                lay.activations,
+                None,
+                0.0,
                 0.0,
                 threads,
             )
@@ -643,7 +669,10 @@ class _Trainer:
         rows = batch if self.gather else 0
         self.xb = np.empty((rows, x.shape[1]), dtype=dtype)
         self.yb = np.empty((rows, y.shape[1]), dtype=dtype)
-        self.position = np.zeros(2, dtype=np.int64)
+        self.position = np.zeros(3, dtype=np.int64)
+        self.no_weights = _NO_WEIGHTS[dtype]
+        self.hyper = np.zeros(6)
+        self.hyper[_loop.H_LR] = lr
         self.threads = net._threads(batch)
         n = x.shape[0]
         self.block = max(1, _ORDER_BUDGET // n) if shuffle else 0
@@ -694,19 +723,25 @@ class _Trainer:
         return _loop.train_chunk(
             self.x,
             self.y,
+            self.no_weights,
             orders,
             self.gather,
             lay.sizes,
             lay.w_off,
             lay.b_off,
             self.a_off,
+            lay.activations,
+            None,
             self.net._params,
             self.grads,
             self.acts,
             self.deltas,
             self.xb,
             self.yb,
-            self.lr,
+            self.no_weights,
+            _loop.OPT_FUSED,
+            self.hyper,
+            None,
             self.batch,
             self.position,
             max_steps,

@@ -250,3 +250,102 @@ def train(
                 sgd_update(param, grad, lr)
         losses[epoch] = total / n
     return losses
+
+
+# -- output layers, losses and optimizers of the scikit-learn estimators ------------
+# Twins of the kernels of the same names in fastbp.kernels (same codes, same contracts).
+
+LOSS_MSE = 0
+LOSS_SQUARED = 1
+LOSS_POISSON = 2
+LOSS_BINARY = 3
+LOSS_SOFTMAX = 4
+
+
+def output_activation(a: np.ndarray, loss: int) -> None:
+    """Apply the output function of ``loss`` in place (exp for Poisson, row softmax)."""
+    if loss == LOSS_POISSON:
+        np.exp(a, out=a)
+    elif loss == LOSS_SOFTMAX:
+        a -= a.max(axis=1, keepdims=True)
+        np.exp(a, out=a)
+        a /= a.sum(axis=1, keepdims=True)
+
+
+def _xlogy(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(x == 0, 0.0, x * np.log(y))
+
+
+def output_loss_grad(
+    a: np.ndarray, y: np.ndarray, sw: np.ndarray, sw_sum: float, loss: int, grad: np.ndarray
+) -> float:
+    """Return the batch loss J and write ``grad = w_i (a - y) / sw_sum``."""
+    m, k = a.shape
+    w = np.ones(m) if sw.size == 0 else sw.astype(np.float64)
+    a64, y64 = a.astype(np.float64), y.astype(np.float64)
+    eps = float(np.finfo(a.dtype).eps)
+    if loss == LOSS_SQUARED:
+        per = 0.5 * (a64 - y64) ** 2 / k
+    elif loss == LOSS_POISSON:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            per = _xlogy(y64, y64 / a64) - y64 + a64
+    elif loss == LOSS_BINARY:
+        p = np.clip(a64, eps, 1 - eps)
+        per = -(_xlogy(y64, p) + _xlogy(1 - y64, 1 - p))
+    else:
+        p = np.clip(a64, eps, 1 - eps)
+        per = -_xlogy(y64, p)
+    np.subtract(a, y, out=grad)
+    grad *= (w / sw_sum).astype(grad.dtype)[:, None]
+    return float(per.sum(axis=1) @ w) / sw_sum
+
+
+def sum_squares(w: np.ndarray) -> float:
+    """``sum(w**2)`` in float64."""
+    w = w.astype(np.float64).ravel()
+    return float(w @ w)
+
+
+def l2_add(dw: np.ndarray, w: np.ndarray, scale: float) -> None:
+    """``dw += scale * w``."""
+    dw += dw.dtype.type(scale) * w
+
+
+def momentum_update(
+    param: np.ndarray,
+    grad: np.ndarray,
+    velocity: np.ndarray,
+    lr: float,
+    momentum: float,
+    nesterov: bool,
+    threads: int | None = None,
+) -> None:
+    """SGD with (Nesterov) momentum, in place."""
+    t = param.dtype.type
+    velocity *= t(momentum)
+    velocity -= t(lr) * grad
+    if nesterov:
+        param += t(momentum) * velocity - t(lr) * grad
+    else:
+        param += velocity
+
+
+def adam_update(
+    param: np.ndarray,
+    grad: np.ndarray,
+    m: np.ndarray,
+    v: np.ndarray,
+    lr: float,
+    beta_1: float,
+    beta_2: float,
+    epsilon: float,
+    threads: int | None = None,
+) -> None:
+    """One Adam step in place with the bias-corrected rate ``lr``."""
+    t = param.dtype.type
+    m *= t(beta_1)
+    m += t(1 - beta_1) * grad
+    v *= t(beta_2)
+    v += t(1 - beta_2) * (grad * grad)
+    param += t(-lr) * m / (np.sqrt(v) + t(epsilon))

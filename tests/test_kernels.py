@@ -204,6 +204,118 @@ KERNELS = {
 }
 
 
+# -- the scikit-learn estimators' kernels: output layers, losses, optimizers ---------
+
+LOSSES = {
+    "squared": kernels.LOSS_SQUARED,
+    "poisson": kernels.LOSS_POISSON,
+    "binary": kernels.LOSS_BINARY,
+    "softmax": kernels.LOSS_SOFTMAX,
+}
+
+
+def build_output_activation(rng, shape, dtype, fortran, loss):
+    m, _, n = shape
+    a = _array(rng, (m, n), dtype, "C", -3.0, 3.0)
+    return Case([a, loss], {0: ("sum", np.exp(_abs64(a)))})
+
+
+def _outputs_and_targets(rng, m, n, dtype, loss):
+    """Output-layer values and targets such a loss sees in training."""
+    if loss == kernels.LOSS_POISSON:
+        return _array(rng, (m, n), dtype, "C", 0.1, 3.0), rng.integers(0, 4, (m, n)).astype(dtype)
+    if loss == kernels.LOSS_BINARY:
+        return _array(rng, (m, n), dtype, "C", 0.0, 1.0), rng.integers(0, 2, (m, n)).astype(dtype)
+    if loss == kernels.LOSS_SOFTMAX:
+        a = _array(rng, (m, n), dtype, "C", 0.01, 1.0)
+        a /= a.sum(axis=1, keepdims=True)
+        y = np.eye(n, dtype=dtype)[rng.integers(0, n, m)]
+        return a, y
+    return _array(rng, (m, n), dtype), _array(rng, (m, n), dtype)
+
+
+def build_output_loss_grad(rng, shape, dtype, fortran, loss, weighted):
+    m, _, n = shape
+    a, y = _outputs_and_targets(rng, m, n, dtype, loss)
+    sw = _array(rng, (m,), dtype, "C", 0.1, 2.0) if weighted else np.empty(0, dtype)
+    sw_sum = float(sw.astype(np.float64).sum()) if weighted else float(m)
+    grad = np.full((m, n), np.nan, dtype=dtype)
+    w = sw.astype(np.float64) if weighted else np.ones(m)
+    scale = _abs64(a - y) * (w / sw_sum)[:, None]
+    # Every term of these losses has one sign: |J| bounds the sum of |terms|.
+    value = reference.output_loss_grad(a, y, sw, sw_sum, loss, grad.copy())
+    return Case(
+        [a, y, sw, sw_sum, loss, grad], {5: ("elementwise", scale)}, returns=("sum", abs(value))
+    )
+
+
+def build_sum_squares(rng, shape, dtype, fortran):
+    m, _, n = shape
+    w = _array(rng, (m, n), dtype)
+    return Case([w], {}, returns=("sum", float(np.sum(_abs64(w) ** 2))))
+
+
+def build_l2_add(rng, shape, dtype, fortran):
+    m, _, n = shape
+    dw = _array(rng, (m, n), dtype)
+    w = _array(rng, (m, n), dtype)
+    return Case([dw, w, 0.03], {0: ("elementwise", _abs64(dw) + 0.03 * _abs64(w))})
+
+
+def build_momentum_update(rng, shape, dtype, fortran, nesterov):
+    m, _, n = shape
+    param, grad, velocity = (_array(rng, (m * n,), dtype) for _ in range(3))
+    lr, mu = 0.37, 0.9
+    v_scale = mu * _abs64(velocity) + lr * _abs64(grad)
+    p_scale = _abs64(param) + mu * v_scale + lr * _abs64(grad)
+    return Case(
+        [param, grad, velocity, lr, mu, nesterov],
+        {0: ("elementwise", p_scale), 2: ("elementwise", v_scale)},
+    )
+
+
+def build_adam_update(rng, shape, dtype, fortran):
+    m, _, n = shape
+    param, grad, first = (_array(rng, (m * n,), dtype) for _ in range(3))
+    second = _array(rng, (m * n,), dtype, "C", 0.0, 1.0)
+    lr, b1, b2, eps = 0.01, 0.9, 0.999, 1e-8
+    m_scale = b1 * _abs64(first) + (1 - b1) * _abs64(grad)
+    v_scale = b2 * _abs64(second) + (1 - b2) * _abs64(grad) ** 2
+    p_scale = _abs64(param) + lr * m_scale / (np.sqrt(b2 * second.astype(np.float64)) + eps)
+    return Case(
+        [param, grad, first, second, lr, b1, b2, eps],
+        {0: ("sum", p_scale), 2: ("elementwise", m_scale), 3: ("elementwise", v_scale)},
+    )
+
+
+KERNELS.update(
+    {
+        "output_activation": (
+            build_output_activation,
+            {name: (code,) for name, code in LOSSES.items()},
+            False,
+        ),
+        "output_loss_grad": (
+            build_output_loss_grad,
+            {
+                f"{name}-{'weighted' if weighted else 'unweighted'}": (code, weighted)
+                for name, code in LOSSES.items()
+                for weighted in (True, False)
+            },
+            False,
+        ),
+        "sum_squares": (build_sum_squares, {"": ()}, False),
+        "l2_add": (build_l2_add, {"": ()}, False),
+        "momentum_update": (
+            build_momentum_update,
+            {"nesterov": (True,), "momentum": (False,)},
+            False,
+        ),
+        "adam_update": (build_adam_update, {"": ()}, False),
+    }
+)
+
+
 def _params(layouts):
     for name, (_, variants, two_d) in KERNELS.items():
         for variant in variants:

@@ -1,0 +1,1 @@
+"""Benchmarks of fastbp (see bench/README.md)."""

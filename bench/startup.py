@@ -1,0 +1,102 @@
+"""Startup cost of fastbp, each figure from fresh Python processes; prints JSON.
+
+(a) cold: ``import fastbp`` and the first ``fit`` of the tiny case with an empty
+    ``NUMBA_CACHE_DIR`` (a new temp dir): everything compiles.
+(b) warm: the same in new processes sharing that now-filled cache (target <= 1 s).
+(c) import: ``import fastbp`` alone (warm cache).
+
+Each figure is the wall time of the whole process (interpreter start included)
+and, inside it, the time of the import and of the first fit. Run:
+``python bench/startup.py [--repeat 5] [--dtype float64]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+WARM_TARGET_S = 1.0
+
+_CHILD = """
+import json, sys, time
+t0 = time.perf_counter()
+import fastbp
+t1 = time.perf_counter()
+out = {"import_s": t1 - t0}
+if sys.argv[1] == "fit":
+    import numpy as np
+    dtype = np.dtype(sys.argv[2])
+    rng = np.random.default_rng(0)
+    x = rng.random((4, 2)).astype(dtype)
+    y = rng.random((4, 1)).astype(dtype)
+    fastbp.Network([2, 4, 1], dtype=dtype, seed=0).fit(x, y, epochs=1, lr=0.5)
+    out["fit_s"] = time.perf_counter() - t1
+print(json.dumps(out))
+"""
+
+# Switches that would change what is measured (see fastbp/_jit.py).
+_DROP = ("FASTBP_CACHE", "FASTBP_FASTMATH", "NUMBA_DISABLE_JIT")
+
+
+def _run_child(mode: str, dtype: str, cache_dir: str) -> dict[str, float]:
+    env = {k: v for k, v in os.environ.items() if k not in _DROP}
+    env["NUMBA_CACHE_DIR"] = cache_dir
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHILD, mode, dtype],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"startup child failed ({proc.returncode}):\n{proc.stderr}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["process_s"] = wall
+    return result
+
+
+def _summary(runs: list[dict[str, float]]) -> dict[str, Any]:
+    keys = runs[0].keys()
+    return {
+        "runs": runs,
+        "median": {k: statistics.median(r[k] for r in runs) for k in keys},
+    }
+
+
+def measure(repeat: int = 5, dtype: str = "float64") -> dict[str, Any]:
+    """Run the three measurements; all times in seconds."""
+    with tempfile.TemporaryDirectory(prefix="fastbp-startup-") as cache:
+        cold = _run_child("fit", dtype, cache)
+        warm = [_run_child("fit", dtype, cache) for _ in range(repeat)]
+        imports = [_run_child("import", dtype, cache) for _ in range(repeat)]
+    warm_summary = _summary(warm)
+    return {
+        "dtype": dtype,
+        "repeat": repeat,
+        "cold": _summary([cold]),
+        "warm": warm_summary,
+        "import": _summary(imports),
+        "warm_target_s": WARM_TARGET_S,
+        "warm_met": warm_summary["median"]["process_s"] <= WARM_TARGET_S,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5, help="warm and import runs (median)")
+    parser.add_argument("--dtype", default="float64", choices=("float32", "float64"))
+    args = parser.parse_args(argv)
+    print(json.dumps(measure(args.repeat, args.dtype), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Compile cache: Numba's on-disk cache of parallel code survives a change of
+thread count and concurrent cold compiles, makes a warm start several times
+faster, and FASTBP_CACHE=0 turns it off."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).parent / "scripts" / "child.py"
+
+pytestmark = pytest.mark.slow
+
+
+def _start(cache_dir: Path, threads: int = 2, **env: str) -> subprocess.Popen:
+    full_env = {
+        **os.environ,
+        "NUMBA_CACHE_DIR": str(cache_dir),
+        "NUMBA_NUM_THREADS": str(threads),
+        **env,
+    }
+    return subprocess.Popen(
+        [sys.executable, str(SCRIPT), "coldstart"],
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _result(proc: subprocess.Popen) -> dict:
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, (proc.returncode, err[-3000:])
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _run(cache_dir: Path, threads: int = 2, **env: str) -> dict:
+    return _result(_start(cache_dir, threads, **env))
+
+
+def _index_files(cache_dir: Path) -> list[Path]:
+    return sorted(cache_dir.rglob("*.nbi"))
+
+
+@pytest.fixture(scope="module")
+def cold(tmp_path_factory):
+    """A cold start (compiling, 2 threads) into a fresh cache: (cache dir, result)."""
+    cache = tmp_path_factory.mktemp("numba-cache")
+    result = _run(cache, threads=2)
+    assert result["threads"] == 2
+    assert _index_files(cache), "nothing was cached"
+    return cache, result
+
+
+def test_warm_cache_with_another_thread_count(cold):
+    cache, cold_result = cold
+    warm1 = _run(cache, threads=1)
+    warm2 = _run(cache, threads=2)
+    assert warm1["threads"] == 1
+    assert warm1["digest"] == warm2["digest"] == cold_result["digest"]
+    cold_s = cold_result["t_import"] + cold_result["t_fit"]
+    warm_s = min(w["t_import"] + w["t_fit"] for w in (warm1, warm2))
+    print(f"\nimport + first fit: cold {cold_s:.2f} s, warm {warm_s:.2f} s")
+    assert warm_s * 4 < cold_s
+
+
+def test_concurrent_cold_compiles_share_a_cache(tmp_path, cold):
+    procs = [_start(tmp_path, threads=2), _start(tmp_path, threads=1)]
+    results = [_result(p) for p in procs]
+    assert results[0]["digest"] == results[1]["digest"] == cold[1]["digest"]
+    warm = _run(tmp_path, threads=2)
+    assert warm["digest"] == results[0]["digest"]
+    assert (warm["t_import"] + warm["t_fit"]) * 4 < min(r["t_import"] + r["t_fit"] for r in results)
+
+
+def test_cache_off(tmp_path, cold):
+    result = _run(tmp_path, threads=2, FASTBP_CACHE="0")
+    assert _index_files(tmp_path) == []
+    assert result["digest"] == cold[1]["digest"]

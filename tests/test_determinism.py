@@ -1,0 +1,86 @@
+"""Determinism: the same seed gives bit-identical weights, run after run, with 1
+or 2 threads, in-process (fastbp.set_num_threads) and across processes
+(NUMBA_NUM_THREADS, OPENBLAS_NUM_THREADS)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numba
+import pytest
+
+import fastbp
+
+SCRIPT = Path(__file__).parent / "scripts" / "child.py"
+_spec = importlib.util.spec_from_file_location("fastbp_test_child", SCRIPT)
+child = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(child)
+
+TWO_THREADS = numba.config.NUMBA_NUM_THREADS >= 2
+
+
+def run_child(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> dict:
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), *args],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def threads():
+    yield fastbp.set_num_threads
+    fastbp.set_num_threads(None)
+
+
+@pytest.mark.parametrize("name", list(child.WORKLOADS))
+def test_same_seed_same_weights(name, threads):
+    first = child.train_digest(name)
+    assert child.train_digest(name) == first
+    assert child.train_digest(name, seed=12) != first
+    if TWO_THREADS:
+        threads(1)
+        one = child.train_digest(name)
+        threads(2)
+        two = child.train_digest(name)
+        assert one == two == first
+
+
+def test_workloads_take_the_parallel_paths():
+    """The shapes above really reach the threaded kernels."""
+    from fastbp import _jit
+
+    for sizes, _dtype, batch, _shuffle in child.WORKLOADS.values():
+        rows = batch or child.N_ROWS
+        assert all(rows * width >= _jit.PARALLEL_MIN for width in sizes[1:-1])
+        if hasattr(_jit, "PARALLEL_GEMM"):
+            assert rows * sizes[0] * sizes[1] >= _jit.PARALLEL_GEMM
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not TWO_THREADS, reason="needs 2 cores")
+def test_thread_count_across_processes():
+    """NUMBA_NUM_THREADS=1 and =2, and OpenBLAS's own pool at 1 or 2 threads,
+    give the same bits as this process."""
+    here = {name: child.train_digest(name) for name in child.WORKLOADS}
+    runs = {
+        "numba1": run_child("digest", env={"NUMBA_NUM_THREADS": "1"}),
+        "numba2": run_child("digest", env={"NUMBA_NUM_THREADS": "2"}),
+        "blas1-numba2": run_child(
+            "digest", env={"NUMBA_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "1"}
+        ),
+    }
+    assert runs["numba1"]["threads"] == 1
+    assert runs["numba2"]["threads"] == 2
+    for label, run in runs.items():
+        assert run["digests"] == here, label

@@ -41,6 +41,7 @@ import warnings
 from typing import Any, ClassVar
 
 import numpy as np
+import scipy
 import scipy.optimize
 import scipy.sparse
 from sklearn import neural_network as _skl_nn
@@ -55,7 +56,6 @@ from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from fastbp import _loop, kernels
-from fastbp._jit import PARALLEL_GEMM, PARALLEL_MIN
 from fastbp._threads import compute_threads, get_num_threads
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
@@ -141,12 +141,20 @@ class _Optimizer:
         return False
 
 
+# Threads pay for a whole network only above this much work per batch (rows x
+# n_in x n_out of its widest layer): on a 2-core machine, 2 threads made an epoch
+# of the digits (200-row batches) slower at 64 x 64 (0.8e6) and 64 x 256 (3.3e6),
+# and faster from 512 x 256 (26e6) up. Network's own rule starts threads at
+# fastbp._jit.PARALLEL_GEMM = 0.26e6 (or large element-wise passes).
+_PARALLEL_WORK = 8_000_000
+
+
 def _threads_for(sizes: np.ndarray, rows: int) -> int | None:
     """Threads for batches of ``rows``: None (serial code only) when too small to pay."""
     n = get_num_threads()
     widths = [int(s) for s in sizes]
     work = max(rows * a * b for a, b in itertools.pairwise(widths))
-    if n == 1 or (work < PARALLEL_GEMM and rows * max(widths[1:]) < PARALLEL_MIN):
+    if n == 1 or work < _PARALLEL_WORK:
         return None
     return n
 
@@ -405,7 +413,12 @@ class _BaseMLP(BaseEstimator):
                 params.astype(np.float64),
                 method="L-BFGS-B",
                 jac=True,
-                options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol},
+                options={
+                    "maxfun": self.max_fun,
+                    "maxiter": self.max_iter,
+                    "gtol": self.tol,
+                    **_lbfgs_print_option(self.verbose),
+                },
             )
         self.n_iter_ = _check_lbfgs_result(opt_res, self.max_iter)
         self.loss_ = opt_res.fun
@@ -661,6 +674,14 @@ class _BaseMLP(BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         return tags
+
+
+def _lbfgs_print_option(verbose: Any) -> dict:
+    """``iprint`` as scikit-learn passes it: only to SciPy < 1.15, which still takes it."""
+    major, minor = (int(part) for part in scipy.__version__.split(".")[:2])
+    if (major, minor) >= (1, 15):
+        return {}
+    return {"iprint": 1 if verbose is True or verbose >= 1 else -1}
 
 
 def _check_lbfgs_result(result: Any, max_iter: int) -> int:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from sklearn import neural_network as skl
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits
+from sklearn.exceptions import ConvergenceWarning
 
 from fastbp import sklearn as fb
 
@@ -207,7 +208,7 @@ def test_float32_stays_float32_and_tracks_sklearn():
         assert _rel_err(a, b) <= 1e-3
     assert ours.predict_proba(x).dtype == np.float32
     lbfgs = fb.MLPClassifier(**{**BASE, "max_iter": 3}, solver="lbfgs")
-    with pytest.warns(Warning):
+    with pytest.warns(ConvergenceWarning, match="lbfgs failed to converge"):
         lbfgs.fit(x, y)
     assert all(c.dtype == np.float32 for c in lbfgs.coefs_ + lbfgs.intercepts_)
 
@@ -324,6 +325,19 @@ EDGE_CASES = {
     ),
     "lbfgs-max-fun": lambda m: (
         m.MLPClassifier(**_SMALL, solver="lbfgs", max_fun=3).fit(*_iris()).n_iter_
+    ),
+    "regressor-lbfgs-partial-fit": lambda m: (
+        m.MLPRegressor(**_SMALL, solver="lbfgs")
+        .partial_fit(_iris()[0], _iris()[1].astype(float))
+        .predict(_iris()[0][:3])
+        .round(10)
+        .tolist()
+    ),
+    "warm-start-early-stopping": lambda m: (
+        m.MLPClassifier(**_SMALL, warm_start=True, early_stopping=True)
+        .fit(*_iris())
+        .fit(*_iris())
+        .validation_scores_
     ),
     "score": lambda m: round(m.MLPClassifier(**_SMALL).fit(*_iris()).score(*_iris()), 12),
 }

@@ -88,8 +88,16 @@ def wait_quiet(limit: float, max_wait: float) -> float:
 
 
 def report_env() -> dict[str, str]:
-    """The environment of the measured subprocesses: ours without the OpenBLAS overrides."""
-    return {k: v for k, v in os.environ.items() if k not in OPENBLAS_VARS}
+    """The environment of the measured subprocesses: ours without the OpenBLAS overrides.
+
+    OMP_WAIT_POLICY=PASSIVE (unless set): PyTorch's and Numba's OpenMP pools
+    otherwise spin after each parallel region and steal a core from whatever
+    runs next in the same process (measured: 61 % spread between rounds of
+    the medium case after the PyTorch rows; 6 % with PASSIVE).
+    """
+    env = {k: v for k, v in os.environ.items() if k not in OPENBLAS_VARS}
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return env
 
 
 def run_startup(env: dict[str, str], repeat: int) -> dict[str, Any]:
@@ -163,7 +171,7 @@ def merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
     merged["benchmarks"] = list(best.values())
     for key in ("fastbp_startup", "fastbp_machine", "fastbp_report_env"):
         merged[key] = next((run[key] for run in runs if run.get(key)), None)
-    merged["merged_from"] = len(runs)
+    merged["merged_from"] = sum(run.get("merged_from", 1) for run in runs)
     return merged
 
 
@@ -201,6 +209,7 @@ def kernel_times(data: dict[str, Any]) -> dict[tuple[str, str, str], dict[str, d
             "iqr_ms": 1e3 * stats["iqr"],
             "rounds": stats["rounds"],
             "flops": info["flops_per_call"],
+            "other_cpu": info.get("other_cpu"),
         }
     return table
 
@@ -310,7 +319,7 @@ def render_kernels(data: dict[str, Any]) -> list[str]:
     ops = ("forward", "backward", "update")
     keys = sorted(table, key=lambda k: (_case_key(k[1]), k[2], ops.index(k[0])))
     head = ["kernel", "case", "dtype", "fastbp", "NumPy ref.", "GEMM floor", "fastbp vs NumPy"]
-    head += ["fastbp / floor"]
+    head += ["fastbp / floor", "other load"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for op, case, dtype in keys:
         rows = table[(op, case, dtype)]
@@ -318,6 +327,8 @@ def render_kernels(data: dict[str, Any]) -> list[str]:
         cells = [op, case, dtype, fmt_ms(fast), fmt_ms(ref), fmt_ms(floor)]
         cells.append(fmt_ratio(None if fast is None or ref is None else ref / fast))
         cells.append(fmt_ratio(None if fast is None or floor is None else fast / floor))
+        loads = [row["other_cpu"] for row in rows.values() if row.get("other_cpu") is not None]
+        cells.append(f"{100 * max(loads):.0f}%" if loads else "—")
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 

@@ -1,6 +1,6 @@
 """fastbp: multilayer perceptrons trained by backpropagation, compiled with Numba."""
 
-from fastbp._threads import get_num_threads, set_num_threads
+from fastbp._threads import get_num_threads, get_reproducible, set_num_threads, set_reproducible
 from fastbp.network import DivergenceError, History, Network
 
 __all__ = [
@@ -10,7 +10,9 @@ __all__ = [
     "MLPRegressor",
     "Network",
     "get_num_threads",
+    "get_reproducible",
     "set_num_threads",
+    "set_reproducible",
 ]
 __version__ = "0.1.0"
 

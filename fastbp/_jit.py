@@ -28,8 +28,9 @@ PARALLEL_MIN: int = 16384
 # Matrix products with m * k * n below this run as plain loops: a BLAS call has a
 # fixed cost of a few hundred nanoseconds, more than a tiny product takes.
 SMALL_GEMM: int = 4096
-# Matrix products with m * k * n from this size up are split over threads.
-PARALLEL_GEMM: int = 1 << 18
+# Matrix products with m * k * n from this size up are split over threads (in
+# reproducible mode): measured slower below about 3e6, faster from about 6e6.
+PARALLEL_GEMM: int = 1 << 22
 
 # error_model="numpy": division by zero gives inf instead of a Python exception
 # check, which would block LLVM's loop vectorizer. nogil lets several Python

@@ -356,6 +356,7 @@ def train_chunk(
     batch_size,
     position,
     max_steps,
+    stop,
     loss_sums,
     threads,
 ):
@@ -369,7 +370,8 @@ def train_chunk(
     within the block, first row of the next batch, optimizer step count),
     updated in place. ``loss_sums`` (E,) float64 accumulates each epoch's sum of
     batch J times batch size. With ``OPT_FUSED``, stops early at a non-finite
-    loss, before that batch's update.
+    loss, before that batch's update. ``stop`` (1,) uint8: checked before every
+    step; another thread sets it to end the chunk early (Ctrl-C).
 
     Returns 1 if it stopped on a non-finite loss, else 0.
     """
@@ -378,7 +380,7 @@ def train_chunk(
     start = position[1]
     steps = 0
     status = 0
-    while epoch < loss_sums.size and steps < max_steps:
+    while epoch < loss_sums.size and steps < max_steps and stop[0] == 0:
         m = min(batch_size, n - start)
         if gather:
             # An empty order means data order.

@@ -5,20 +5,28 @@ threads run parallel regions at once, so unless the user chose a layer
 (``NUMBA_THREADING_LAYER``), fastbp asks for a thread-safe one (TBB or OpenMP).
 If neither is installed, fastbp's parallel calls take a process-wide lock instead.
 
-fastbp's kernels call SciPy's OpenBLAS (NumPy has its own). They do their own
-threading, splitting big products over Numba's threads with one single-threaded
-BLAS call each: so while fastbp computes, every BLAS library is limited to one
-thread (threadpoolctl). Two busy pools on the same cores, each spinning while
-the other works, measured 20x slower than one.
+fastbp's kernels call SciPy's OpenBLAS (NumPy has its own). Only one thread pool
+works at a time, never both: two busy pools on the same cores, each spinning
+while the other waits, measured 20x slower than one. Two modes
+(:func:`set_reproducible`):
+
+- default: big products use BLAS's own threads (the fastest gemm there is) and
+  fastbp's compiled code stays serial. Results are bit-identical run after run
+  for a given thread count; across thread counts OpenBLAS rounds products with a
+  long inner dimension (above ~400) differently.
+- reproducible: every BLAS library is limited to one thread, and fastbp splits
+  big products over Numba's threads by blocks of output columns, one
+  single-threaded BLAS call each. Results are bit-identical for any thread count.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import itertools
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numba
 
@@ -39,6 +47,7 @@ if "NUMBA_THREADING_LAYER" not in os.environ and _threadsafe_layer_available():
 _NEEDS_LOCK = numba.config.THREADING_LAYER in ("default", "workqueue")
 _LOCK = threading.Lock()
 _num_threads: int | None = None
+_reproducible = os.environ.get("FASTBP_REPRODUCIBLE", "0") == "1"
 _controller = None
 
 
@@ -65,15 +74,53 @@ def get_num_threads() -> int:
     return numba.config.NUMBA_NUM_THREADS if _num_threads is None else _num_threads
 
 
+def set_reproducible(flag: bool) -> None:
+    """Make results independent of the thread count (True), or take the fastest path.
+
+    False (the default): big matrix products run on BLAS's own threads, which is
+    fastest; results repeat bit for bit for a given thread count, but OpenBLAS
+    rounds products with more than about 400 inputs differently on 1 and on 2
+    threads. True: fastbp splits those products over its own threads by blocks
+    of output columns, each a single-threaded BLAS call, so every result is
+    bit-identical whatever :func:`set_num_threads` says; big layers train
+    10-20 % slower.
+    """
+    from fastbp._validation import check_bool
+
+    global _reproducible
+    _reproducible = check_bool("flag", flag)
+
+
+def get_reproducible() -> bool:
+    """Whether results are independent of the thread count (:func:`set_reproducible`)."""
+    return _reproducible
+
+
+def kernel_threads(sizes: Sequence[int], rows: int, min_work: int) -> int | None:
+    """The ``threads`` argument of fastbp's kernels for batches of ``rows``.
+
+    None (serial code, never even compiled in parallel) unless in reproducible
+    mode with more than one thread and a product of at least ``min_work``
+    multiply-adds, where splitting over threads pays.
+    """
+    n = get_num_threads()
+    if not _reproducible or n == 1:
+        return None
+    widths = [int(s) for s in sizes]
+    work = max(rows * a * b for a, b in itertools.pairwise(widths))
+    return n if work >= min_work else None
+
+
 @contextlib.contextmanager
 def compute_threads() -> Iterator[None]:
-    """Run the body with Numba on :func:`get_num_threads` threads and BLAS on one."""
+    """Run the body with Numba on :func:`get_num_threads` threads, BLAS on as many
+    (or, in reproducible mode, on one)."""
     n = get_num_threads()
     previous = numba.get_num_threads()
     numba.set_num_threads(n)
     lock = _LOCK if _NEEDS_LOCK else contextlib.nullcontext()
     try:
-        with lock, _blas_limited():
+        with lock, _blas_limited(1 if _reproducible else n):
             yield
     finally:
         numba.set_num_threads(previous)
@@ -90,7 +137,7 @@ _blas_limiter = None
 
 
 @contextlib.contextmanager
-def _blas_limited() -> Iterator[None]:
+def _blas_limited(limit: int) -> Iterator[None]:
     global _controller, _blas_users, _blas_limiter
     with _blas_lock:
         if _controller is None:
@@ -100,7 +147,7 @@ def _blas_limited() -> Iterator[None]:
             _controller = ThreadpoolController()
         if _blas_users == 0:
             _release_openblas()
-            _blas_limiter = _controller.limit(limits=1, user_api="blas")
+            _blas_limiter = _controller.limit(limits=limit, user_api="blas")
             _release_openblas()
         _blas_users += 1
     try:

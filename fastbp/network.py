@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import itertools
 import math
 import os
 import stat
@@ -19,8 +18,9 @@ from typing import Any
 import numpy as np
 
 from fastbp import _loop, kernels, reference
-from fastbp._jit import PARALLEL_GEMM, PARALLEL_MIN
-from fastbp._threads import compute_threads, get_num_threads
+from fastbp._interrupt import watch as watch_sigint
+from fastbp._jit import PARALLEL_GEMM
+from fastbp._threads import compute_threads, kernel_threads
 from fastbp._validation import (
     FLOAT_DTYPES,
     all_finite,
@@ -225,13 +225,8 @@ class Network:
     # -- evaluation --------------------------------------------------------------
 
     def _threads(self, rows: int) -> int | None:
-        """Threads for batches of ``rows``: None (serial code only) when too small to pay."""
-        n = get_num_threads()
-        sizes = [int(s) for s in self._layout.sizes]
-        work = max(rows * a * b for a, b in itertools.pairwise(sizes))
-        if n == 1 or (work < PARALLEL_GEMM and rows * max(sizes[1:]) < PARALLEL_MIN):
-            return None
-        return n
+        """The kernels' ``threads`` argument for batches of ``rows``."""
+        return kernel_threads(self._layout.sizes, rows, PARALLEL_GEMM)
 
     def _check_xy(self, X: Any, Y: Any) -> tuple[np.ndarray, np.ndarray]:
         sizes = self._layout.sizes
@@ -674,15 +669,21 @@ class _Trainer:
         self.hyper = np.zeros(6)
         self.hyper[_loop.H_LR] = lr
         self.threads = net._threads(batch)
+        self.stop = np.zeros(1, dtype=np.uint8)
         n = x.shape[0]
         self.block = max(1, _ORDER_BUDGET // n) if shuffle else 0
         self.orders = np.empty((self.block, n), dtype=np.int64)
 
     def run(self, epochs: int):
         """Yield (count, losses) for each run of completed epochs, in order."""
+        with contextlib.ExitStack() as stack:
+            yield from self._run(epochs, stack)
+
+    def _run(self, epochs: int, stack: contextlib.ExitStack):
         n = self.x.shape[0]
         max_steps = 1
         done = 0
+        chunks = 0
         while done < epochs:
             count = min(epochs - done, self.block) if self.shuffle else epochs - done
             orders = self.orders[:count]
@@ -693,6 +694,9 @@ class _Trainer:
             self.position[:] = 0
             reported = 0
             while self.position[0] < count:
+                if chunks == 1:  # a fit of more than one chunk: let Ctrl-C cut chunks short
+                    stack.enter_context(watch_sigint(self.stop))
+                chunks += 1
                 np.copyto(self.snapshot, self.net._params)
                 steps = max_steps
                 if self.per_epoch:  # no more steps than the current epoch has left
@@ -745,6 +749,7 @@ class _Trainer:
             self.batch,
             self.position,
             max_steps,
+            self.stop,
             loss_sums,
             self.threads,
         )

@@ -56,7 +56,8 @@ from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from fastbp import _loop, kernels
-from fastbp._threads import compute_threads, get_num_threads
+from fastbp._jit import PARALLEL_GEMM
+from fastbp._threads import compute_threads, kernel_threads
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -141,22 +142,9 @@ class _Optimizer:
         return False
 
 
-# Threads pay for a whole network only above this much work per batch (rows x
-# n_in x n_out of its widest layer): on a 2-core machine, 2 threads made an epoch
-# of the digits (200-row batches) slower at 64 x 64 (0.8e6) and 64 x 256 (3.3e6),
-# and faster from 512 x 256 (26e6) up. Network's own rule starts threads at
-# fastbp._jit.PARALLEL_GEMM = 0.26e6 (or large element-wise passes).
-_PARALLEL_WORK = 8_000_000
-
-
 def _threads_for(sizes: np.ndarray, rows: int) -> int | None:
-    """Threads for batches of ``rows``: None (serial code only) when too small to pay."""
-    n = get_num_threads()
-    widths = [int(s) for s in sizes]
-    work = max(rows * a * b for a, b in itertools.pairwise(widths))
-    if n == 1 or work < _PARALLEL_WORK:
-        return None
-    return n
+    """The kernels' ``threads`` argument for batches of ``rows``."""
+    return kernel_threads(sizes, rows, PARALLEL_GEMM)
 
 
 class _Net:
@@ -506,6 +494,7 @@ class _BaseMLP(BaseEstimator):
         no_order = np.empty((0, n_samples), dtype=np.int64)
         alpha = float(self.alpha)
         max_steps = n_samples  # at least one epoch's batches
+        no_stop = np.zeros(1, dtype=np.uint8)  # one epoch per call: Ctrl-C waits for it
         # One thread setup for the whole fit (it costs tens of microseconds).
         with compute_threads():
             try:
@@ -548,6 +537,7 @@ class _BaseMLP(BaseEstimator):
                         batch_size,
                         position,
                         max_steps,
+                        no_stop,
                         loss_sums,
                         threads,
                     )

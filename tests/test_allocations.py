@@ -27,7 +27,8 @@ SCRIPT = textwrap.dedent(
     from fastbp._threads import compute_threads
     from fastbp.network import _Trainer
 
-    sizes, n, batch, shuffle = json.loads(sys.argv[1])
+    sizes, n, batch, shuffle, reproducible = json.loads(sys.argv[1])
+    fastbp.set_reproducible(reproducible)
     rng = np.random.default_rng(0)
     X = rng.random((n, sizes[0]), dtype=np.float32)
     Y = rng.random((n, sizes[-1]), dtype=np.float32)
@@ -59,22 +60,23 @@ SCRIPT = textwrap.dedent(
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("sizes", "n", "batch", "shuffle"),
+    ("sizes", "n", "batch", "shuffle", "reproducible"),
     [
-        ([2, 4, 1], 4, None, False),  # tiny: serial code only
-        ([64, 32, 10], 300, 32, True),  # shuffled mini-batches, partial last batch
-        ([300, 256, 10], 512, 256, False),  # big enough for the threaded kernels
+        ([2, 4, 1], 4, None, False, False),  # tiny: serial code only
+        ([64, 32, 10], 300, 32, True, False),  # shuffled mini-batches, partial last batch
+        ([300, 256, 10], 512, 256, False, False),  # BLAS's threads
+        ([300, 256, 10], 512, 256, False, True),  # fastbp's threaded kernels
     ],
 )
-def test_training_step_allocates_nothing(sizes, n, batch, shuffle):
+def test_training_step_allocates_nothing(sizes, n, batch, shuffle, reproducible):
     env = dict(os.environ, NUMBA_NRT_STATS="1")
-    args = json.dumps([sizes, n, batch, shuffle])
+    args = json.dumps([sizes, n, batch, shuffle, reproducible])
     proc = subprocess.run(
         [sys.executable, "-c", SCRIPT, args], capture_output=True, text=True, env=env, check=False
     )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    if sizes[1] == 256:
+    if reproducible:
         assert out["threads"] is not None, "this case should exercise the threaded kernels"
     # Boxing the arguments costs the same for any chunk; the steps themselves add nothing.
     assert out["nrt_500"] == out["nrt_1"]

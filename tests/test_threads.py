@@ -91,7 +91,9 @@ def test_concurrent_predict_and_fit_on_one_thread_count():
 @pytest.mark.slow
 @pytest.mark.parametrize("layer", [None, "workqueue"])
 def test_threads_in_subprocess(layer, tmp_path):
-    env = {"NUMBA_NUM_THREADS": "2"}
+    """Reproducible mode, where fastbp's own parallel kernels run: concurrent fits
+    from several Python threads, with the default layer and with workqueue forced."""
+    env = {"NUMBA_NUM_THREADS": "2", "FASTBP_REPRODUCIBLE": "1"}
     if layer:
         env["NUMBA_THREADING_LAYER"] = layer
     result = run_child("threads", str(N_THREADS), env=env)
@@ -101,7 +103,12 @@ def test_threads_in_subprocess(layer, tmp_path):
     else:
         assert result["layer"] in ("tbb", "omp")
     # And the same numbers as this process, whatever its layer.
-    here = [child.train_digest(name, seed=seed) for name, seed in child.thread_jobs(N_THREADS)]
+    fastbp.set_reproducible(True)
+    try:
+        jobs = child.thread_jobs(N_THREADS)
+        here = [child.train_digest(name, seed=seed) for name, seed in jobs]
+    finally:
+        fastbp.set_reproducible(False)
     assert result["sequential"] == here
 
 

@@ -43,7 +43,7 @@ from numba import prange
 
 from fastbp._blas import gemm
 from fastbp._jit import PARALLEL_GEMM, PARALLEL_MIN, SMALL_GEMM, jit, pjit, serial_and_parallel
-from fastbp._math import as_dtype_of, sigmoid
+from fastbp._math import as_dtype_of, exp_neg, sigmoid
 
 IDENTITY = 0
 LOGISTIC = 1
@@ -359,7 +359,6 @@ def sgd_update(param, grad, lr, threads=None):
 # with k > 1 outputs that is k times the gradient of the J it reports
 # (scikit-learn issue #8349), matched here on purpose.
 
-from fastbp._math import exp_neg  # noqa: E402  (kept with the code that uses it)
 
 LOSS_MSE = 0
 LOSS_SQUARED = 1

@@ -234,6 +234,24 @@ class Network:
         y = check_targets("Y", Y, self._dtype, int(sizes[-1]), x.shape[0])
         return x, y
 
+    def _forward_pass(
+        self, x: np.ndarray, a_off: np.ndarray, acts: np.ndarray, threads: int | None
+    ) -> None:
+        """Fill ``acts`` (slots at ``a_off``) with every layer's output for x."""
+        lay = self._layout
+        _loop.forward_pass(
+            x,
+            lay.sizes,
+            lay.w_off,
+            lay.b_off,
+            a_off,
+            self._params,
+            acts,
+            lay.activations,
+            None,
+            threads,
+        )
+
     def _eval_buffers(self, n: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
         capacity = min(n, _EVAL_ROWS)
         acts = np.empty(capacity * self._layout.n_units, dtype=self._dtype)
@@ -254,18 +272,7 @@ class Network:
             else:
                 _loop.gather_rows(x, order, start, m, xb)
                 xin = xb[:m]
-            _loop.forward_pass(
-                xin,
-                lay.sizes,
-                lay.w_off,
-                lay.b_off,
-                a_off,
-                self._params,
-                acts,
-                lay.activations,
-                None,
-                threads,
-            )
+            self._forward_pass(xin, a_off, acts, threads)
             yield start, start + m, _loop.rows(acts, a_off[top], m, int(lay.sizes[-1]))
 
     def predict(self, X: Any) -> np.ndarray:
@@ -322,18 +329,7 @@ class Network:
         y = np.ascontiguousarray(y)
         with compute_threads():
             threads = self._threads(n)
-            _loop.forward_pass(
-                x,
-                lay.sizes,
-                lay.w_off,
-                lay.b_off,
-                a_off,
-                self._params,
-                acts,
-                lay.activations,
-                None,
-                threads,
-            )
+            self._forward_pass(x, a_off, acts, threads)
             _loop.backward_pass(
                 x,
                 y,

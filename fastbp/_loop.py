@@ -52,7 +52,9 @@ from __future__ import annotations
 
 import math
 
-from fastbp import kernels
+import numpy as np
+
+from fastbp import _views, kernels
 from fastbp._jit import jit
 
 OPT_FUSED = 0
@@ -69,38 +71,43 @@ H_BETA_2 = 4
 H_EPSILON = 5
 
 
-@jit
-def layer_params(params, sizes, w_off, b_off, layer):
-    """Views ``(W, b)`` of one layer inside the flat ``params`` (or ``grads``)."""
-    n_in = sizes[layer]
-    n_out = sizes[layer + 1]
-    w = params[w_off[layer] : w_off[layer] + n_in * n_out].reshape((n_in, n_out))
-    b = params[b_off[layer] : b_off[layer] + n_out]
-    return w, b
+def layer_params(
+    params: np.ndarray, sizes: np.ndarray, w_off: np.ndarray, b_off: np.ndarray, layer: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """NumPy views ``(W, b)`` of one layer inside the flat ``params`` (or ``grads``).
+
+    For Python callers; compiled code makes its views with :mod:`fastbp._views`.
+    """
+    n_in, n_out = int(sizes[layer]), int(sizes[layer + 1])
+    w = params[w_off[layer] : w_off[layer] + n_in * n_out].reshape(n_in, n_out)
+    return w, params[b_off[layer] : b_off[layer] + n_out]
 
 
-@jit
-def rows(buf, offset, m, n):
-    """View of ``buf[offset:]`` as a C-contiguous (m, n) block."""
-    return buf[offset : offset + m * n].reshape((m, n))
+def rows(buf: np.ndarray, offset: int, m: int, n: int) -> np.ndarray:
+    """NumPy view of ``buf[offset:]`` as a C-contiguous (m, n) block, for Python callers."""
+    return buf[offset : offset + m * n].reshape(m, n)
 
 
 @jit
 def forward_pass(x, sizes, w_off, b_off, a_off, params, acts, activations, loss, threads):
     """Fill each layer's slot in ``acts`` for input x (m, n_0), m <= capacity."""
     m = x.shape[0]
-    w, b = layer_params(params, sizes, w_off, b_off, 0)
-    kernels.dense_forward(x, w, b, rows(acts, a_off[0], m, sizes[1]), activations[0], threads)
+    w = _views.block(params, w_off[0], sizes[0], sizes[1])
+    b = _views.vector(params, b_off[0], sizes[1])
+    kernels.dense_forward(
+        x, w, b, _views.block(acts, a_off[0], m, sizes[1]), activations[0], threads
+    )
     for layer in range(1, sizes.size - 1):
-        w, b = layer_params(params, sizes, w_off, b_off, layer)
-        a_prev = rows(acts, a_off[layer - 1], m, sizes[layer])
-        out = rows(acts, a_off[layer], m, sizes[layer + 1])
+        w = _views.block(params, w_off[layer], sizes[layer], sizes[layer + 1])
+        b = _views.vector(params, b_off[layer], sizes[layer + 1])
+        a_prev = _views.block(acts, a_off[layer - 1], m, sizes[layer])
+        out = _views.block(acts, a_off[layer], m, sizes[layer + 1])
         kernels.dense_forward(a_prev, w, b, out, activations[layer], threads)
     # `is None` tests stand alone so that Numba prunes them at compile time.
     if loss is not None:  # noqa: SIM102
         if loss == kernels.LOSS_POISSON or loss == kernels.LOSS_SOFTMAX:
             top = sizes.size - 2
-            kernels.output_activation(rows(acts, a_off[top], m, sizes[top + 1]), loss)
+            kernels.output_activation(_views.block(acts, a_off[top], m, sizes[top + 1]), loss)
 
 
 @jit
@@ -108,8 +115,9 @@ def l2_term(params, sizes, w_off, b_off):
     """``sum ||W_l||^2`` over the layers (float64)."""
     total = 0.0
     for layer in range(sizes.size - 1):
-        w, _ = layer_params(params, sizes, w_off, b_off, layer)
-        total += kernels.sum_squares(w)
+        total += kernels.sum_squares(
+            _views.block(params, w_off[layer], sizes[layer], sizes[layer + 1])
+        )
     return total
 
 
@@ -142,8 +150,8 @@ def backward_pass(
     """
     m = x.shape[0]
     top = sizes.size - 2
-    out = rows(acts, a_off[top], m, sizes[top + 1])
-    delta_top = rows(deltas, a_off[top], m, sizes[top + 1])
+    out = _views.block(acts, a_off[top], m, sizes[top + 1])
+    delta_top = _views.block(deltas, a_off[top], m, sizes[top + 1])
     decay = 0.0
     if loss is None:
         J = kernels.mse_loss_grad(out, y, delta_top)
@@ -163,15 +171,17 @@ def backward_pass(
     if lr > 0 and not math.isfinite(J):
         return J
     for layer in range(top, -1, -1):
-        w, b = layer_params(params, sizes, w_off, b_off, layer)
-        dw, db = layer_params(grads, sizes, w_off, b_off, layer)
-        delta = rows(deltas, a_off[layer], m, sizes[layer + 1])
-        a = rows(acts, a_off[layer], m, sizes[layer + 1])
+        w = _views.block(params, w_off[layer], sizes[layer], sizes[layer + 1])
+        b = _views.vector(params, b_off[layer], sizes[layer + 1])
+        dw = _views.block(grads, w_off[layer], sizes[layer], sizes[layer + 1])
+        db = _views.vector(grads, b_off[layer], sizes[layer + 1])
+        delta = _views.block(deltas, a_off[layer], m, sizes[layer + 1])
+        a = _views.block(acts, a_off[layer], m, sizes[layer + 1])
         activation = top_activation if layer == top else activations[layer]
         # The first layer's input is x, and it has no layer below to pass a delta to.
         if layer > 0:
-            a_prev = rows(acts, a_off[layer - 1], m, sizes[layer])
-            delta_prev = rows(deltas, a_off[layer - 1], m, sizes[layer])
+            a_prev = _views.block(acts, a_off[layer - 1], m, sizes[layer])
+            delta_prev = _views.block(deltas, a_off[layer - 1], m, sizes[layer])
             if lr > 0:
                 kernels.dense_backward_sgd(
                     delta, a, a_prev, w, b, db, delta_prev, lr, activation, threads
@@ -388,12 +398,12 @@ def train_chunk(
             gather_rows(x, order, start, m, xb)
             gather_rows(y, order, start, m, yb)
             gather_weights(sw, order, start, m, swb)
-            xin = xb[:m]
-            yin = yb[:m]
+            xin = _views.row_range(xb, 0, m)
+            yin = _views.row_range(yb, 0, m)
             swin = swb[:m] if sw.size > 0 else swb[:0]
         else:
-            xin = x[start : start + m]
-            yin = y[start : start + m]
+            xin = _views.row_range(x, start, m)
+            yin = _views.row_range(y, start, m)
             swin = sw[start : start + m] if sw.size > 0 else sw[:0]
         loss_value = _step(
             xin,

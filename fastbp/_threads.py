@@ -30,6 +30,8 @@ from collections.abc import Iterator, Sequence
 
 import numba
 
+from fastbp._jit import SMALL_GEMM
+
 
 def _threadsafe_layer_available() -> bool:
     for name in ("tbbpool", "omppool"):
@@ -106,15 +108,28 @@ def kernel_threads(sizes: Sequence[int], rows: int, min_work: int) -> int | None
     n = get_num_threads()
     if not _reproducible or n == 1:
         return None
+    return n if _largest_product(sizes, rows) >= min_work else None
+
+
+def _largest_product(sizes: Sequence[int], rows: int) -> int:
+    """Multiply-adds of the biggest layer product for a batch of ``rows``."""
     widths = [int(s) for s in sizes]
-    work = max(rows * a * b for a, b in itertools.pairwise(widths))
-    return n if work >= min_work else None
+    return max(rows * a * b for a, b in itertools.pairwise(widths))
 
 
 @contextlib.contextmanager
-def compute_threads() -> Iterator[None]:
+def compute_threads(sizes: Sequence[int] | None = None, rows: int = 0) -> Iterator[None]:
     """Run the body with Numba on :func:`get_num_threads` threads, BLAS on as many
-    (or, in reproducible mode, on one)."""
+    (or, in reproducible mode, on one).
+
+    Given the layer widths ``sizes`` and the largest batch ``rows``, it sets
+    nothing when every product is small enough to run as plain loops on one
+    thread (no BLAS call, no thread pool): setting the BLAS limits costs about
+    30 us, more than a whole fit of a tiny network.
+    """
+    if sizes is not None and _largest_product(sizes, rows) < SMALL_GEMM:
+        yield
+        return
     n = get_num_threads()
     previous = numba.get_num_threads()
     numba.set_num_threads(n)

@@ -41,6 +41,7 @@ import math
 
 from numba import prange
 
+from fastbp import _views
 from fastbp._blas import gemm
 from fastbp._jit import PARALLEL_GEMM, PARALLEL_MIN, SMALL_GEMM, jit, pjit, serial_and_parallel
 from fastbp._math import as_dtype_of, exp_neg, sigmoid
@@ -66,6 +67,19 @@ def _product(alpha, a, trans_a, b, trans_b, beta, c):
         return
     scale = as_dtype_of(alpha, c)
     keep = as_dtype_of(beta, c)
+    # Both loop orders add the same terms in the same order (bit-identical results).
+    # Narrow outputs: one dot product per element, kept in a register; a row too
+    # short for a SIMD vector gains nothing from the row-update form below, which
+    # pays for its vector set-up on every row (measured 2-5x slower at 4x4x1).
+    if n < _ALIGN:
+        for i in range(m):
+            for j in range(n):
+                acc = as_dtype_of(0.0, c) if beta == 0 else keep * c[i, j]
+                for p in range(k):
+                    aip = scale * (a[p, i] if trans_a else a[i, p])
+                    acc += aip * (b[j, p] if trans_b else b[p, j])
+                c[i, j] = acc
+        return
     for i in range(m):
         for j in range(n):
             c[i, j] = 0 if beta == 0 else keep * c[i, j]
@@ -165,7 +179,7 @@ def _bias_activation_flat(z, b, activation):
             z[i, j] += b[j]
     if activation == IDENTITY:
         return
-    flat = z.reshape(z.size)
+    flat = _views.flat(z)
     zero = as_dtype_of(0.0, z)
     if activation == LOGISTIC:
         for i in range(flat.size):

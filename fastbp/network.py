@@ -37,6 +37,9 @@ FORMAT_VERSION = 1
 # A compiled chunk of training runs about this long before returning to Python,
 # which then handles Ctrl-C, progress bars and callbacks.
 _CHUNK_SECONDS = 0.1
+# How much longer than the previous one a chunk may be (its target comes from
+# the previous chunk's speed, which a burst of load elsewhere can distort).
+_CHUNK_GROWTH = 1000
 # Most shuffled row orders generated at once (int64 entries).
 _ORDER_BUDGET = 1 << 20
 # Rows per forward pass in predict and loss: bounds their scratch memory.
@@ -425,7 +428,7 @@ class Network:
         bar = _progress_bar(epochs) if progress else None
         done = 0
         try:
-            with compute_threads():
+            with compute_threads(self._layout.sizes, batch):
                 for count, block in trainer.run(epochs):
                     losses[done : done + count] = block
                     for k in range(count):
@@ -677,9 +680,10 @@ class _Trainer:
 
     def _run(self, epochs: int, stack: contextlib.ExitStack):
         n = self.x.shape[0]
+        per_epoch = -(-n // self.batch)
         max_steps = 1
         done = 0
-        chunks = 0
+        watching = False
         while done < epochs:
             count = min(epochs - done, self.block) if self.shuffle else epochs - done
             orders = self.orders[:count]
@@ -690,9 +694,6 @@ class _Trainer:
             self.position[:] = 0
             reported = 0
             while self.position[0] < count:
-                if chunks == 1:  # a fit of more than one chunk: let Ctrl-C cut chunks short
-                    stack.enter_context(watch_sigint(self.stop))
-                chunks += 1
                 np.copyto(self.snapshot, self.net._params)
                 steps = max_steps
                 if self.per_epoch:  # no more steps than the current epoch has left
@@ -714,9 +715,18 @@ class _Trainer:
                     yield finished - reported, loss_sums[reported:finished] / n
                     done += finished - reported
                     reported = finished
-                # Aim each chunk at _CHUNK_SECONDS, growing at most tenfold at a time.
-                target = int(steps * _CHUNK_SECONDS / max(elapsed, 1e-9))
-                max_steps = max(1, min(max_steps * 10, target))
+                # Aim each chunk at _CHUNK_SECONDS. The first chunk is one step;
+                # its time includes the call's fixed cost, so it overestimates a
+                # step and the next chunk comes out shorter than aimed, never longer.
+                seconds_per_step = max(elapsed, 1e-9) / steps
+                target = int(_CHUNK_SECONDS / seconds_per_step)
+                max_steps = max(1, min(max_steps * _CHUNK_GROWTH, target))
+                # Steps still to run: if they take longer than one chunk, let Ctrl-C
+                # cut chunks short (a watcher thread costs ~0.1 ms to start and stop).
+                left = (epochs - done) * per_epoch - -(-int(self.position[1]) // self.batch)
+                if not watching and left * seconds_per_step > _CHUNK_SECONDS:
+                    stack.enter_context(watch_sigint(self.stop))
+                    watching = True
 
     def _chunk(self, orders: np.ndarray, loss_sums: np.ndarray, max_steps: int) -> int:
         lay = self.net._layout

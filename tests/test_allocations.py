@@ -1,5 +1,10 @@
 """A steady-state training step allocates nothing.
 
+Compiled code cannot allocate at all: every compiled function is built without
+Numba's runtime (``_nrt=False``, set in :mod:`fastbp._jit`), under which Numba
+refuses to compile anything that would allocate an array. The tests below check
+that flag on every compiled function and measure the result.
+
 Numba's NRT statistics count every allocation made by compiled code (including the
 boxing of arguments at each call from Python); they are only collected when
 ``NUMBA_NRT_STATS=1`` is set before Numba starts, hence the subprocess. A compiled
@@ -16,7 +21,12 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
+from numba.core.registry import CPUDispatcher
+
+from fastbp import _blas, _loop, _math, kernels
+from fastbp._jit import jit
 
 SCRIPT = textwrap.dedent(
     """
@@ -83,3 +93,26 @@ def test_training_step_allocates_nothing(sizes, n, batch, shuffle, reproducible)
     # Python-side buffers are made once per fit: 10x the epochs, about the same peak
     # (the per-epoch loss array grows by 8 bytes an epoch, plus small bookkeeping).
     assert out["peak_50"] <= out["peak_5"] + 64 * 1024
+
+
+def test_every_compiled_function_is_built_without_the_runtime():
+    compiled = [
+        obj
+        for module in (kernels, _loop, _blas, _math)
+        for obj in vars(module).values()
+        if isinstance(obj, CPUDispatcher)
+    ]
+    assert len(compiled) > 20
+    assert [f.py_func.__name__ for f in compiled if f.targetoptions.get("_nrt") is not False] == []
+
+
+def _allocates(n):
+    return np.zeros(n).sum()
+
+
+def test_an_allocating_function_does_not_compile():
+    """The guarantee's mechanism: with fastbp's options, allocating is a compile error."""
+    from numba.core.errors import TypingError
+
+    with pytest.raises(TypingError, match="zeros"):
+        jit(_allocates)(3)

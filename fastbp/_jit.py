@@ -56,6 +56,18 @@ def jit(fn):
     return numba.njit(**JIT_OPTIONS)(fn)
 
 
+def jit_inline(fn):
+    """:func:`jit`, and inlined (at Numba's IR level) into every compiled caller.
+
+    For helpers with one or two call sites. Numba finalises every compiled
+    function by linking in the machine code of all its callees and optimising
+    the result again, so each level of calls costs compile time; an inlined
+    helper is no level of its own. Also no call at run time. Called from
+    Python, it is compiled on its own as usual.
+    """
+    return numba.njit(inline="always", **JIT_OPTIONS)(fn)
+
+
 def pjit(fn):
     """Compile ``fn`` with ``parallel=True`` (its ``prange`` loops use threads)."""
     return numba.njit(parallel=True, **JIT_OPTIONS)(fn)

@@ -55,7 +55,7 @@ import math
 import numpy as np
 
 from fastbp import _views, kernels
-from fastbp._jit import jit
+from fastbp._jit import jit, jit_inline
 
 OPT_FUSED = 0
 OPT_MOMENTUM = 1
@@ -88,7 +88,7 @@ def rows(buf: np.ndarray, offset: int, m: int, n: int) -> np.ndarray:
     return buf[offset : offset + m * n].reshape(m, n)
 
 
-@jit
+@jit_inline
 def forward_pass(x, sizes, w_off, b_off, a_off, params, acts, activations, loss, threads):
     """Fill each layer's slot in ``acts`` for input x (m, n_0), m <= capacity."""
     m = x.shape[0]
@@ -121,7 +121,7 @@ def l2_term(params, sizes, w_off, b_off):
     return total
 
 
-@jit
+@jit_inline
 def backward_pass(
     x,
     y,
@@ -142,9 +142,10 @@ def backward_pass(
 ):
     """After :func:`forward_pass` on x: back-propagate and return J.
 
-    y (m, n_L) the targets; sw (m,) sample weights or an empty array. With
-    ``lr == 0``, write dJ/dparams into ``grads`` (with the L2 term when alpha > 0).
-    With ``lr > 0`` (``loss is None`` only), apply the SGD update to
+    y (m, n_L) the targets; sw (m,) sample weights or an empty array. One of
+    ``alpha`` and ``lr`` is None, which selects the mode at compile time. With
+    ``lr`` None, write dJ/dparams into ``grads`` (with the L2 term when alpha > 0).
+    With ``alpha`` None (``loss is None`` only), apply the SGD update at rate lr to
     ``params`` as each layer's gradient is formed (``grads`` is then scratch
     space); no update at all if J is not finite.
     """
@@ -165,11 +166,15 @@ def backward_pass(
             sw_sum = float(m)
         J = kernels.output_loss_grad(out, y, sw, sw_sum, loss, delta_top)
         top_activation = kernels.IDENTITY
-        if alpha > 0:
-            J += 0.5 * alpha * l2_term(params, sizes, w_off, b_off) / sw_sum
-            decay = alpha / sw_sum
-    if lr > 0 and not math.isfinite(J):
-        return J
+        # `is None` tests stand alone: Numba prunes them at compile time (the
+        # scikit-learn loop also types the fused call below, with alpha None).
+        if alpha is not None:  # noqa: SIM102
+            if alpha > 0:
+                J += 0.5 * alpha * l2_term(params, sizes, w_off, b_off) / sw_sum
+                decay = alpha / sw_sum
+    if lr is not None:  # noqa: SIM102
+        if not math.isfinite(J):
+            return J
     for layer in range(top, -1, -1):
         w = _views.block(params, w_off[layer], sizes[layer], sizes[layer + 1])
         b = _views.vector(params, b_off[layer], sizes[layer + 1])
@@ -179,22 +184,24 @@ def backward_pass(
         a = _views.block(acts, a_off[layer], m, sizes[layer + 1])
         activation = top_activation if layer == top else activations[layer]
         # The first layer's input is x, and it has no layer below to pass a delta to.
-        if layer > 0:
-            a_prev = _views.block(acts, a_off[layer - 1], m, sizes[layer])
-            delta_prev = _views.block(deltas, a_off[layer - 1], m, sizes[layer])
-            if lr > 0:
+        if alpha is not None:  # gradient mode
+            if layer > 0:
+                a_prev = _views.block(acts, a_off[layer - 1], m, sizes[layer])
+                delta_prev = _views.block(deltas, a_off[layer - 1], m, sizes[layer])
+                kernels.dense_backward(delta, a, a_prev, w, dw, db, delta_prev, activation, threads)
+            else:
+                kernels.dense_backward(delta, a, x, w, dw, db, None, activation, threads)
+            if decay > 0:
+                kernels.l2_add(dw, w, decay)
+        elif lr is not None:  # fused SGD
+            if layer > 0:
+                a_prev = _views.block(acts, a_off[layer - 1], m, sizes[layer])
+                delta_prev = _views.block(deltas, a_off[layer - 1], m, sizes[layer])
                 kernels.dense_backward_sgd(
                     delta, a, a_prev, w, b, db, delta_prev, lr, activation, threads
                 )
             else:
-                kernels.dense_backward(delta, a, a_prev, w, dw, db, delta_prev, activation, threads)
-        elif lr > 0:
-            kernels.dense_backward_sgd(delta, a, x, w, b, db, None, lr, activation, threads)
-        else:
-            kernels.dense_backward(delta, a, x, w, dw, db, None, activation, threads)
-        if loss is not None:  # noqa: SIM102  (pruned at compile time for Network)
-            if decay > 0 and lr == 0:
-                kernels.l2_add(dw, w, decay)
+                kernels.dense_backward_sgd(delta, a, x, w, b, db, None, lr, activation, threads)
     return J
 
 
@@ -233,7 +240,7 @@ def loss_grad(
         activations,
         loss,
         alpha,
-        0.0,
+        None,
         threads,
     )
 
@@ -257,7 +264,7 @@ def gather_weights(sw, order, start, m, dst):
         dst[i] = sw[order[start + i] if order.size > 0 else start + i]
 
 
-@jit
+@jit_inline
 def _step(
     x,
     y,
@@ -295,7 +302,7 @@ def _step(
             deltas,
             activations,
             loss,
-            0.0,
+            None,
             hyper[H_LR],
             threads,
         )
@@ -315,7 +322,7 @@ def _step(
             activations,
             loss,
             hyper[H_ALPHA],
-            0.0,
+            None,
             threads,
         )
         if opt == OPT_ADAM:

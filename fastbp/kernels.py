@@ -43,7 +43,15 @@ from numba import prange
 
 from fastbp import _views
 from fastbp._blas import gemm
-from fastbp._jit import PARALLEL_GEMM, PARALLEL_MIN, SMALL_GEMM, jit, pjit, serial_and_parallel
+from fastbp._jit import (
+    PARALLEL_GEMM,
+    PARALLEL_MIN,
+    SMALL_GEMM,
+    jit,
+    jit_inline,
+    pjit,
+    serial_and_parallel,
+)
 from fastbp._math import as_dtype_of, exp_neg, sigmoid
 
 IDENTITY = 0
@@ -123,7 +131,7 @@ def _product_columns_body(alpha, a, trans_a, b, trans_b, beta, c, n_blocks):
 _product_columns_parallel = pjit(_product_columns_body)
 
 
-@jit
+@jit_inline
 def _product_split(alpha, a, trans_a, b, trans_b, beta, c, threads):
     """:func:`_product` split over column blocks of ``c``, on threads when big."""
     if threads is not None:
@@ -145,7 +153,7 @@ def matmul(a, b, out, threads=None):
 # -- forward -------------------------------------------------------------------
 
 
-@jit
+@jit_inline
 def _bias_activation(z, b, activation):
     """``z[:] = f(z + b)`` for z (m, n) with unit-stride rows, b (n,)."""
     m, n = z.shape
@@ -169,7 +177,7 @@ def _bias_activation(z, b, activation):
                 z[i, j] += b[j]
 
 
-@jit
+@jit_inline
 def _bias_activation_flat(z, b, activation):
     """:func:`_bias_activation` for a C-contiguous z: the activation runs over z as
     one flat vector, so it vectorises even when rows are shorter than a SIMD vector."""
@@ -229,7 +237,7 @@ def dense_forward(x, w, b, out, activation=LOGISTIC, threads=None):
 # -- backward ------------------------------------------------------------------
 
 
-@jit
+@jit_inline
 def _derivative_colsum(delta, a, db, activation):
     """``delta *= f'(a)`` from the output ``a``; ``db[:] = column sums of delta``.
 
@@ -265,7 +273,7 @@ def _derivative_body(delta, a, db, activation, n_blocks):
 _derivative_parallel = pjit(_derivative_body)
 
 
-@jit
+@jit_inline
 def _derivative(delta, a, db, activation, threads):
     if threads is not None:
         n_blocks = _n_blocks(delta.shape[1], delta.size, threads, PARALLEL_MIN)

@@ -348,7 +348,7 @@ class Network:
                 lay.activations,
                 None,
                 0.0,
-                0.0,
+                None,
                 threads,
             )
         dws, dbs = [], []

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from numba import prange
 
 from fastbp import _views
@@ -58,6 +59,12 @@ IDENTITY = 0
 LOGISTIC = 1
 TANH = 2
 RELU = 3
+
+# Transpose flags of the products. NumPy booleans, not Python ones: Numba would
+# compile a product (and its BLAS call) once per combination of literal True /
+# False arguments; these are plain run-time booleans, so one version serves all.
+_PLAIN = np.bool_(False)
+_TRANSPOSED = np.bool_(True)
 
 # Column blocks start at multiples of this (the widest SIMD vector, in floats).
 _ALIGN = 16
@@ -123,9 +130,9 @@ def _product_columns_body(alpha, a, trans_a, b, trans_b, beta, c, n_blocks):
         j0, j1 = _block(n, n_blocks, index)
         if j0 < j1:
             if trans_b:
-                _product(alpha, a, trans_a, b[j0:j1, :], True, beta, c[:, j0:j1])
+                _product(alpha, a, trans_a, b[j0:j1, :], _TRANSPOSED, beta, c[:, j0:j1])
             else:
-                _product(alpha, a, trans_a, b[:, j0:j1], False, beta, c[:, j0:j1])
+                _product(alpha, a, trans_a, b[:, j0:j1], _PLAIN, beta, c[:, j0:j1])
 
 
 _product_columns_parallel = pjit(_product_columns_body)
@@ -147,7 +154,7 @@ def _product_split(alpha, a, trans_a, b, trans_b, beta, c, threads):
 @jit
 def matmul(a, b, out, threads=None):
     """``out[:] = a @ b``. a (m, k), b (k, n), out (m, n). Mutates ``out``."""
-    _product_split(1.0, a, False, b, False, 0.0, out, threads)
+    _product_split(1.0, a, _PLAIN, b, _PLAIN, 0.0, out, threads)
 
 
 # -- forward -------------------------------------------------------------------
@@ -205,7 +212,7 @@ def _forward_body(x, w, b, out, activation, n_blocks):
     for index in prange(n_blocks):
         j0, j1 = _block(n, n_blocks, index)
         if j0 < j1:
-            _product(1.0, x, False, w[:, j0:j1], False, 0.0, out[:, j0:j1])
+            _product(1.0, x, _PLAIN, w[:, j0:j1], _PLAIN, 0.0, out[:, j0:j1])
             _bias_activation(out[:, j0:j1], b[j0:j1], activation)
 
 
@@ -227,7 +234,7 @@ def dense_forward(x, w, b, out, activation=LOGISTIC, threads=None):
             _forward_parallel(x, w, b, out, activation, n_blocks)
             return
     # One block: the whole arrays, keeping their layout (column slices would not).
-    _product(1.0, x, False, w, False, 0.0, out)
+    _product(1.0, x, _PLAIN, w, _PLAIN, 0.0, out)
     if out.strides[1] == out.itemsize and out.strides[0] == out.shape[1] * out.itemsize:
         _bias_activation_flat(out, b, activation)
     else:
@@ -296,8 +303,8 @@ def dense_backward(delta, a, a_prev, w, dw, db, delta_prev, activation=LOGISTIC,
     """
     _derivative(delta, a, db, activation, threads)
     if delta_prev is not None:
-        _product_split(1.0, delta, False, w, True, 0.0, delta_prev, threads)
-    _product_split(1.0, a_prev, True, delta, False, 0.0, dw, threads)
+        _product_split(1.0, delta, _PLAIN, w, _TRANSPOSED, 0.0, delta_prev, threads)
+    _product_split(1.0, a_prev, _TRANSPOSED, delta, _PLAIN, 0.0, dw, threads)
 
 
 @jit
@@ -315,8 +322,8 @@ def dense_backward_sgd(
     """
     _derivative(delta, a, db, activation, threads)
     if delta_prev is not None:
-        _product_split(1.0, delta, False, w, True, 0.0, delta_prev, threads)
-    _product_split(-lr, a_prev, True, delta, False, 1.0, w, threads)
+        _product_split(1.0, delta, _PLAIN, w, _TRANSPOSED, 0.0, delta_prev, threads)
+    _product_split(-lr, a_prev, _TRANSPOSED, delta, _PLAIN, 1.0, w, threads)
     step = as_dtype_of(lr, b)
     for j in range(b.size):
         b[j] -= step * db[j]

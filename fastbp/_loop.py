@@ -30,9 +30,10 @@ array for none).
 Optimizers, with hyper-parameters ``hyper`` float64
 ``[lr, alpha, momentum, beta_1, beta_2, epsilon]``:
 
-``state is None``  (``OPT_FUSED``, fastbp.Network) plain SGD fused into the
-                   backward pass (``kernels.dense_backward_sgd``), no L2; a chunk
-                   stops at a non-finite loss.
+``OPT_FUSED``      (fastbp.Network: ``state`` None, the rate in ``fused_lr``)
+                   plain SGD fused into the backward pass
+                   (``kernels.dense_backward_sgd``), no L2; a chunk stops at a
+                   non-finite loss.
 ``OPT_MOMENTUM`` / ``OPT_NESTEROV`` (``opt``): scikit-learn's SGD; ``state``
                    (1, n_params) holds the velocities.
 ``OPT_ADAM``       scikit-learn's Adam; ``state`` (2, n_params) holds m and v;
@@ -44,8 +45,16 @@ when ``alpha > 0``), then update ``params`` in one pass, and never stop on a
 non-finite loss (as scikit-learn).
 
 Network's ``None`` arguments are tested with ``is None`` on their own, which
-Numba resolves at compile time: its compiled loop contains none of the
-scikit-learn losses and optimizers, so it compiles (and starts) as fast as before.
+Numba resolves at compile time (it prunes the branches a None argument rules
+out): its compiled loop contains none of the scikit-learn losses and optimizers.
+
+Compiled code here makes its per-layer views with :mod:`fastbp._views` (no call,
+no bounds check) and never returns one; :func:`layer_params` and :func:`rows`
+are the NumPy equivalents for Python callers. :func:`forward_pass`,
+:func:`backward_pass` and :func:`_step` are inlined into :func:`train_chunk`
+(``jit_inline``): measured on the first fit of the ``[2, 4, 1]`` network, the
+compile took 10.6 s with them as separate functions and 8.6 s inlined, and a
+step 0.58 against 0.47 us.
 """
 
 from __future__ import annotations
@@ -284,29 +293,34 @@ def _step(
     state,
     position,
     threads,
+    fused_lr,
 ):
     """One batch: forward, backward, update. Returns the batch's J."""
     forward_pass(x, sizes, w_off, b_off, a_off, params, acts, activations, loss, threads)
-    if state is None:
-        return backward_pass(
-            x,
-            y,
-            sw,
-            sizes,
-            w_off,
-            b_off,
-            a_off,
-            params,
-            acts,
-            grads,
-            deltas,
-            activations,
-            loss,
-            None,
-            hyper[H_LR],
-            threads,
-        )
-    else:
+    # Each mode is selected by an argument that is None in the other, so that
+    # Numba compiles only the selected one (it prunes branches on None only).
+    if fused_lr is not None:  # noqa: SIM102  (fastbp.Network: SGD fused into backward)
+        if state is None:
+            return backward_pass(
+                x,
+                y,
+                sw,
+                sizes,
+                w_off,
+                b_off,
+                a_off,
+                params,
+                acts,
+                grads,
+                deltas,
+                activations,
+                loss,
+                None,
+                fused_lr,
+                threads,
+            )
+    J = 0.0
+    if state is not None:  # scikit-learn: the whole gradient, then the optimizer
         J = backward_pass(
             x,
             y,
@@ -344,7 +358,7 @@ def _step(
                 opt == OPT_NESTEROV,
                 threads,
             )
-        return J
+    return J
 
 
 @jit
@@ -376,6 +390,7 @@ def train_chunk(
     stop,
     loss_sums,
     threads,
+    fused_lr=None,
 ):
     """Run at most ``max_steps`` mini-batch steps, then return to the caller.
 
@@ -386,9 +401,11 @@ def train_chunk(
     not C-contiguous or the rows are shuffled. ``position`` int64 (3,): (epoch
     within the block, first row of the next batch, optimizer step count),
     updated in place. ``loss_sums`` (E,) float64 accumulates each epoch's sum of
-    batch J times batch size. With ``OPT_FUSED``, stops early at a non-finite
-    loss, before that batch's update. ``stop`` (1,) uint8: checked before every
-    step; another thread sets it to end the chunk early (Ctrl-C).
+    batch J times batch size. ``fused_lr``: the learning rate of fastbp.Network's
+    fused SGD (with ``state`` None); None (the default) for the scikit-learn
+    optimizers. Fused SGD stops early at a non-finite loss, before that batch's
+    update. ``stop`` (1,) uint8: checked before every step; another thread sets
+    it to end the chunk early (Ctrl-C).
 
     Returns 1 if it stopped on a non-finite loss, else 0.
     """
@@ -431,6 +448,7 @@ def train_chunk(
             state,
             position,
             threads,
+            fused_lr,
         )
         if state is None:  # noqa: SIM102  (OPT_FUSED; pruned at compile time)
             if not math.isfinite(loss_value):

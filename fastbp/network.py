@@ -758,6 +758,7 @@ class _Trainer:
             self.stop,
             loss_sums,
             self.threads,
+            self.lr,
         )
 
 

@@ -14,8 +14,37 @@ SciPy's L-BFGS-B exactly as scikit-learn drives it).
 Differences from scikit-learn, all deliberate:
 
 * float32 input is trained in float32 with every solver, 'lbfgs' included
-  (scikit-learn's L-BFGS path leaves float64 weights after a float32 fit).
-* Sparse input is accepted, as by scikit-learn, and densified for training.
+  (scikit-learn's L-BFGS path leaves float64 weights after a float32 fit). A
+  warm start or ``partial_fit`` trains on in the dtype of the fitted weights.
+* Sparse input is accepted, as by scikit-learn, and densified for training;
+  predict densifies it a chunk of rows at a time.
+* A fit or partial_fit that raises before training starts (bad data, targets,
+  sample weights or hyper-parameters) leaves the estimator exactly as it was,
+  attribute for attribute, and a ``RandomState`` passed as ``random_state``
+  undrawn (scikit-learn may have set ``n_features_in_``, ``classes_``, fresh
+  weights... by then).
+* Never a non-finite weight. 'sgd' and 'adam' run their epochs as scikit-learn's
+  do (same iterations, warnings and printed lines); if the weights end up
+  non-finite, fit raises scikit-learn's ValueError ("Solver produced non-finite
+  parameter weights...") with the estimator as it was after its last epoch with
+  finite weights (weights, optimizer state, ``n_iter_``, ``t_``, ``loss_``,
+  ``loss_curve_``), or, with early stopping, with the best weights as of then;
+  a partial_fit that diverges leaves the estimator as before the call. 'lbfgs'
+  keeps its last iterate with finite weights.
+* Ctrl-C (SIGINT, main thread) stops 'sgd' and 'adam' within one step, not at the
+  end of the epoch; fit then returns with the "Training interrupted by user."
+  warning and the weights of the last complete step, as scikit-learn's does.
+* Stricter checks, each a TypeError or ValueError naming the argument:
+  ``hidden_layer_sizes`` entries must be integers (not bools or floats) and the
+  parameter count must fit in 64 bits; a warm start or partial_fit with other
+  ``hidden_layer_sizes`` or another number of outputs is refused (scikit-learn's
+  'sgd' and 'adam' silently go on training the fitted layers); MLPRegressor
+  refuses string targets (scikit-learn fails in its loss); partial_fit checks
+  the hyper-parameters even on a fitted estimator (scikit-learn skips that).
+* A warm start after switching from 'lbfgs' to 'sgd'/'adam', or switching
+  ``early_stopping``, trains (scikit-learn fails mid-fit, AttributeError).
+* No copy of X in fit when it is C-contiguous float32/float64, a read-only
+  ``numpy.memmap`` included (shuffling gathers each batch's rows).
 
 Quirks of scikit-learn kept on purpose, for identical results:
 
@@ -37,6 +66,8 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import numbers
+import time
 import warnings
 from typing import Any, ClassVar
 
@@ -50,12 +81,18 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
-from sklearn.utils import check_random_state, column_or_1d
+from sklearn.utils import assert_all_finite, check_random_state, column_or_1d
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target, unique_labels
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_consistent_length,
+    check_is_fitted,
+    validate_data,
+)
 
 from fastbp import _loop, kernels
+from fastbp._interrupt import watch
 from fastbp._jit import PARALLEL_GEMM
 from fastbp._threads import compute_threads, kernel_threads
 
@@ -77,6 +114,13 @@ _OUTPUTS = {
 }
 # Rows per forward pass when predicting: bounds the scratch memory.
 _EVAL_ROWS = 4096
+# Ctrl-C during a compiled epoch is routed to the loop (fastbp._interrupt.watch: a
+# pipe and a thread, about 0.1-1 ms to set up) from the first epoch on when an epoch
+# is at least this many multiply-adds (samples x parameters), else once an epoch
+# has taken this long; shorter epochs return to Python, and so to Ctrl-C, anyway.
+_WATCH_WORK = 1 << 22
+_WATCH_SECONDS = 0.01
+_MISSING = object()
 
 
 class _Optimizer:
@@ -189,10 +233,15 @@ class _Net:
             intercepts.append(b)
         return coefs, intercepts
 
-    def forward(self, x: np.ndarray, threads_set: bool = False) -> np.ndarray:
-        """Output layer for x (n, n_features), C-contiguous in the net's dtype.
+    def forward(self, x: Any, threads_set: bool = False) -> np.ndarray:
+        """Output layer for x (n, n_features): any real dtype, layout or sparse format.
 
-        ``threads_set``: the caller is inside :func:`compute_threads` already.
+        An x that is not a writeable C-contiguous array of the net's dtype (a
+        read-only memmap, a Fortran-ordered or strided array, another dtype, a
+        sparse matrix) is converted one chunk of rows at a time, never as a whole:
+        predicting on data larger than memory needs no copy of it, and the kernels
+        see a single array type. ``threads_set``: the caller is inside
+        :func:`compute_threads` already.
         """
         params = self.params
         n = x.shape[0]
@@ -205,11 +254,23 @@ class _Net:
         a_off = self.act_offsets(capacity)
         top = a_off[-1]
         threads = _threads_for(self.sizes, capacity)
+        if scipy.sparse.issparse(x):
+            x = x.tocsr()
+        direct = _kernel_ready(x, self.dtype)
+        xbuf = None if direct else np.empty((capacity, x.shape[1]), dtype=self.dtype)
         with contextlib.nullcontext() if threads_set else compute_threads():
             for start in range(0, n, capacity):
                 m = min(capacity, n - start)
+                if direct:
+                    xin = x[start : start + m]
+                else:
+                    chunk = x[start : start + m]
+                    if scipy.sparse.issparse(chunk):
+                        chunk = chunk.toarray()
+                    xin = xbuf[:m]
+                    np.copyto(xin, chunk, casting="unsafe")
                 _loop.forward_pass(
-                    x[start : start + m],
+                    xin,
                     self.sizes,
                     self.w_off,
                     self.b_off,
@@ -224,11 +285,203 @@ class _Net:
         return out
 
 
-def _dense(x: Any, dtype: np.dtype) -> np.ndarray:
-    """x as a C-contiguous dense array of ``dtype``."""
+def _kernel_ready(x: Any, dtype: np.dtype) -> bool:
+    """Whether the kernels can take x as it is: a writeable C-contiguous ndarray of dtype.
+
+    Other arrays are converted (fit) or copied chunk by chunk (predict), so that
+    each kernel is compiled for one array type per dtype. The one exception is a
+    read-only C-contiguous X in fit, used as it is (see :func:`_train_x`).
+    """
+    return (
+        isinstance(x, np.ndarray)
+        and x.dtype == dtype
+        and x.flags.c_contiguous
+        and x.flags.writeable
+    )
+
+
+def _train_x(x: Any, dtype: np.dtype) -> np.ndarray:
+    """Training samples for the kernels: C-contiguous in ``dtype``, not copied when
+    they already are (a read-only ``numpy.memmap`` included)."""
     if scipy.sparse.issparse(x):
         x = x.toarray()
     return np.ascontiguousarray(x, dtype=dtype)
+
+
+def _private(a: Any, dtype: np.dtype, name: str) -> np.ndarray:
+    """A fresh writeable C-contiguous copy of targets or sample weights (small), which
+    must fit in ``dtype`` (float32 when X is: the network trains in X's dtype)."""
+    if scipy.sparse.issparse(a):
+        a = a.toarray()
+    with np.errstate(over="ignore"):
+        out = np.array(a, dtype=dtype, order="C", copy=True)
+    if not _all_finite(out):  # they were checked finite: beyond float32's range
+        raise ValueError(
+            "%s has values beyond the range of %s, the dtype of X the network trains "
+            "in: scale %s, or pass X as float64." % (name, np.dtype(dtype).name, name)
+        )
+    return out
+
+
+def _all_finite(a: np.ndarray) -> bool:
+    """Whether every element of the float array ``a`` is finite (no temporary array
+    unless its sum overflows or is not finite)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(a.sum()):
+            return True
+    return bool(np.isfinite(a).all())
+
+
+def _validate_data(est: _BaseMLP, *args: Any, **kwargs: Any) -> Any:
+    """scikit-learn's ``validate_data``, without its RuntimeWarning when the data hold
+    both +inf and -inf (its finiteness test sums them): its ValueError comes alone."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        return validate_data(est, *args, **kwargs)
+
+
+def _check_hidden_layer_sizes(value: Any) -> list:
+    """``hidden_layer_sizes`` as a list of ints >= 1, else a TypeError or ValueError
+    naming it (scikit-learn's own message for sizes <= 0)."""
+    sizes = list(value) if hasattr(value, "__iter__") else [value]
+    for size in sizes:
+        if isinstance(size, bool | np.bool_) or not isinstance(size, numbers.Integral):
+            raise TypeError(
+                "hidden_layer_sizes must hold integers (the width of each hidden "
+                "layer), got %r of type %s in %r." % (size, type(size).__name__, value)
+            )
+    if any(size <= 0 for size in sizes):
+        raise ValueError("hidden_layer_sizes must be > 0, got %s." % sizes)
+    return [int(size) for size in sizes]
+
+
+def _check_parameter_count(layer_units: list[int], hidden_layer_sizes: Any) -> None:
+    """The parameter count must fit the kernels' int64 offsets."""
+    n_params = sum(a * b + b for a, b in itertools.pairwise(layer_units))
+    if n_params >= 2**62:
+        raise ValueError(
+            "hidden_layer_sizes=%r gives %d parameters with %d features and %d outputs, "
+            "too many to store." % (hidden_layer_sizes, n_params, layer_units[0], layer_units[-1])
+        )
+
+
+def _check_architecture(est: _BaseMLP, layer_units: list[int]) -> None:
+    """On a warm start or partial_fit, the data and hidden_layer_sizes must match the
+    fitted weights (scikit-learn fails later, in a matrix product)."""
+    fitted = [est.coefs_[0].shape[0]] + [c.shape[1] for c in est.coefs_]
+    if fitted[-1] != layer_units[-1]:
+        raise ValueError(
+            "y has %d output(s) but the fitted network has %d: fit from scratch "
+            "(warm_start=False) to change them." % (layer_units[-1], fitted[-1])
+        )
+    if fitted[1:-1] != layer_units[1:-1]:
+        raise ValueError(
+            "hidden_layer_sizes=%r does not match the fitted network's hidden layers %r: "
+            "fit from scratch (warm_start=False) to change them."
+            % (est.hidden_layer_sizes, tuple(fitted[1:-1]))
+        )
+
+
+class _Transaction:
+    """Undo what fit or partial_fit did to the estimator if they raise before training.
+
+    Checking the arguments sets attributes on the way (``n_features_in_``,
+    ``classes_``, fresh weights, an optimizer, draws from a ``RandomState``
+    passed as ``random_state``): a call that fails before :meth:`commit` (the
+    first kernel call) leaves the estimator exactly as it was, attribute for
+    attribute. Nothing is modified in place before that point, so a shallow copy
+    of ``__dict__`` is the whole state to put back.
+    """
+
+    def __init__(self, est: _BaseMLP) -> None:
+        self.est = est
+        self.open = True
+
+    def __enter__(self) -> _Transaction:
+        self.saved = dict(self.est.__dict__)
+        rs = self.est.random_state
+        self.rng = rs if isinstance(rs, np.random.RandomState) else None
+        self.rng_state = None if self.rng is None else self.rng.get_state()
+        return self
+
+    def commit(self) -> None:
+        self.open = False
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        if exc_type is not None and self.open:
+            self.est.__dict__.clear()
+            self.est.__dict__.update(self.saved)
+            if self.rng is not None:
+                self.rng.set_state(self.rng_state)
+        return False
+
+
+class _Checkpoint:
+    """The training state after the last epoch that ended with finite weights.
+
+    Saved into spare buffers and published by one assignment, so that a
+    KeyboardInterrupt landing in the middle of a save leaves the previous
+    checkpoint whole.
+    """
+
+    # Attributes an epoch rebinds (never modifies in place): saved by reference.
+    SCALARS = (
+        "n_iter_",
+        "t_",
+        "loss_",
+        "best_loss_",
+        "_no_improvement_count",
+        "best_validation_score_",
+        "_best_coefs",
+        "_best_intercepts",
+    )
+
+    def __init__(self, est: _BaseMLP, params: np.ndarray, opt: _Optimizer) -> None:
+        self.est, self.params, self.opt = est, params, opt
+        self.spare = (np.empty_like(params), np.empty_like(opt.state))
+        self.saved: tuple | None = None
+        self.save_if_finite()
+
+    def save_if_finite(self) -> None:
+        if not _all_finite(self.params):
+            return
+        est, opt = self.est, self.opt
+        params, state = self.spare
+        np.copyto(params, self.params)
+        np.copyto(state, opt.state)
+        scores = getattr(est, "validation_scores_", None)
+        saved = (
+            params,
+            state,
+            (opt.t, opt.learning_rate),
+            {name: getattr(est, name, _MISSING) for name in self.SCALARS},
+            len(est.loss_curve_),
+            None if scores is None else len(scores),
+        )
+        if self.saved is None:
+            self.spare = (np.empty_like(params), np.empty_like(state))
+        else:
+            self.spare = self.saved[:2]
+        self.saved = saved
+
+    def restore(self, bookkeeping: bool) -> None:
+        """Weights and optimizer back; with ``bookkeeping``, the estimator's iteration
+        count, losses, validation scores and best weights too."""
+        if self.saved is None:  # non-finite from the start: nothing finite to go back to
+            return
+        params, state, (t, lr), scalars, n_losses, n_scores = self.saved
+        np.copyto(self.params, params)
+        np.copyto(self.opt.state, state)
+        self.opt.t, self.opt.learning_rate = t, lr
+        if not bookkeeping:
+            return
+        for name, value in scalars.items():
+            if value is _MISSING:
+                self.est.__dict__.pop(name, None)
+            else:
+                setattr(self.est, name, value)
+        del self.est.loss_curve_[n_losses:]
+        if n_scores is not None:
+            del self.est.validation_scores_[n_scores:]
 
 
 class _BaseMLP(BaseEstimator):
@@ -314,41 +567,68 @@ class _BaseMLP(BaseEstimator):
         self._best_coefs = [c.copy() for c in self.coefs_]
         self._best_intercepts = [i.copy() for i in self.intercepts_]
         if self.solver in _STOCHASTIC_SOLVERS:
-            self.loss_curve_ = []
-            self._no_improvement_count = 0
-            if self.early_stopping:
-                self.validation_scores_ = []
-                self.best_validation_score_ = -np.inf
-                self.best_loss_ = None
-            else:
-                self.best_loss_ = np.inf
-                self.validation_scores_ = None
-                self.best_validation_score_ = None
+            self._initialize_stochastic()
 
-    def _fit(self, X: Any, y: Any, sample_weight: Any = None, incremental: bool = False) -> Any:
-        hidden_layer_sizes = self.hidden_layer_sizes
-        if not hasattr(hidden_layer_sizes, "__iter__"):
-            hidden_layer_sizes = [hidden_layer_sizes]
-        hidden_layer_sizes = list(hidden_layer_sizes)
-        if np.any(np.array(hidden_layer_sizes) <= 0):
-            raise ValueError("hidden_layer_sizes must be > 0, got %s." % hidden_layer_sizes)
+    def _initialize_stochastic(self) -> None:
+        self.loss_curve_ = []
+        self._no_improvement_count = 0
+        if self.early_stopping:
+            self.validation_scores_ = []
+            self.best_validation_score_ = -np.inf
+            self.best_loss_ = None
+        else:
+            self.best_loss_ = np.inf
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
+
+    def _continue_stochastic(self) -> None:
+        """Bookkeeping a stochastic solver needs, where an earlier fit with other
+        settings (solver='lbfgs', early_stopping switched) left none: scikit-learn
+        fails with an AttributeError or TypeError mid-fit there."""
+        if not hasattr(self, "loss_curve_"):
+            self._initialize_stochastic()
+        elif self.early_stopping and getattr(self, "validation_scores_", None) is None:
+            self.validation_scores_ = []
+            self.best_validation_score_ = -np.inf
+        elif not self.early_stopping and getattr(self, "best_loss_", None) is None:
+            self.best_loss_ = np.inf
+
+    def _fit(
+        self,
+        X: Any,
+        y: Any,
+        sample_weight: Any = None,
+        incremental: bool = False,
+        txn: _Transaction | None = None,
+    ) -> Any:
+        if txn is None:  # a direct call: the public methods open the transaction
+            with _Transaction(self) as txn:
+                return self._fit(X, y, sample_weight, incremental, txn)
+        hidden_layer_sizes = _check_hidden_layer_sizes(self.hidden_layer_sizes)
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         X, y = self._validate_input(X, y, incremental, reset=first_pass)
         n_features = X.shape[1]
         if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X)
+            with np.errstate(invalid="ignore", over="ignore"):  # as in _validate_data
+                sample_weight = _check_sample_weight(sample_weight, X)
         if y.ndim == 1:
             y = y.reshape((-1, 1))
         self.n_outputs_ = y.shape[1]
         layer_units = [n_features, *hidden_layer_sizes, self.n_outputs_]
+        _check_parameter_count(layer_units, self.hidden_layer_sizes)
         self._random_state = check_random_state(self.random_state)
         if first_pass:
             self._initialize(y, layer_units, X.dtype)
+        else:
+            _check_architecture(self, layer_units)
         if self.solver in _STOCHASTIC_SOLVERS:
-            self._fit_stochastic(X, y, sample_weight, incremental)
-        elif self.solver == "lbfgs":
-            self._fit_lbfgs(X, y, sample_weight)
-        if not all(np.isfinite(w).all() for w in itertools.chain(self.coefs_, self.intercepts_)):
+            diverged = self._fit_stochastic(X, y, sample_weight, incremental, txn)
+        else:
+            diverged = self._fit_lbfgs(X, y, sample_weight, txn)
+        if diverged or not all(
+            _all_finite(w) for w in itertools.chain(self.coefs_, self.intercepts_)
+        ):
+            # scikit-learn's error, word for word; the weights are finite, though.
             raise ValueError(
                 "Solver produced non-finite parameter weights. The input data may"
                 " contain large values and need to be preprocessed."
@@ -358,12 +638,23 @@ class _BaseMLP(BaseEstimator):
     def _set_params_from(self, net: _Net, params: np.ndarray) -> None:
         self.coefs_, self.intercepts_ = net.unpack(params)
 
-    def _fit_lbfgs(self, X: Any, y: np.ndarray, sample_weight: np.ndarray | None) -> None:
-        net = _Net(self, X.dtype)
+    def _fit_lbfgs(
+        self, X: Any, y: np.ndarray, sample_weight: np.ndarray | None, txn: _Transaction
+    ) -> bool:
+        """Train by L-BFGS-B; True if its result was not finite.
+
+        Then the weights are those of its last iterate with finite weights (the
+        starting point if none), and ``n_iter_`` and ``loss_`` are that iterate's.
+        """
+        net = _Net(self)  # in the weights' dtype: X's on a first fit
         dtype = net.dtype
-        x = _dense(X, dtype)
-        yy = np.ascontiguousarray(y, dtype=dtype)
-        sw = np.empty(0, dtype) if sample_weight is None else _dense(sample_weight, dtype)
+        x = _train_x(X, dtype)
+        yy = _private(y, dtype, "y")
+        sw = (
+            np.empty(0, dtype)
+            if sample_weight is None
+            else _private(sample_weight, dtype, "sample_weight")
+        )
         n = x.shape[0]
         acts = np.empty(n * net.n_units, dtype=dtype)
         deltas = np.empty_like(acts)
@@ -372,9 +663,13 @@ class _BaseMLP(BaseEstimator):
         params = net.params
         threads = _threads_for(net.sizes, n)
         alpha = float(self.alpha)
+        start = params.astype(np.float64)
+        # The last iterate with finite weights: (x, iteration, loss).
+        last: list[Any] = [start.copy(), 0, None]
 
         def loss_grad(packed: np.ndarray) -> tuple[float, np.ndarray]:
-            params[:] = packed
+            with np.errstate(over="ignore"):  # float32 weights: beyond its range is inf
+                params[:] = packed
             value = _loop.loss_grad(
                 x,
                 yy,
@@ -392,15 +687,31 @@ class _BaseMLP(BaseEstimator):
                 alpha,
                 threads,
             )
+            if last[2] is None:  # the loss at the starting point
+                last[2] = value
             # A new array each call: SciPy keeps references to the gradients it gets.
             return value, grads.astype(np.float64)
 
+        iteration = [0]
+
+        def record(intermediate_result: Any) -> None:
+            iteration[0] += 1
+            x_k = intermediate_result.x
+            with np.errstate(over="ignore"):
+                finite = _all_finite(x_k) and _all_finite(x_k.astype(dtype))
+            if finite:
+                last[0][:] = x_k
+                last[1] = iteration[0]
+                last[2] = intermediate_result.fun
+
+        txn.commit()
         with compute_threads():
             opt_res = scipy.optimize.minimize(
                 loss_grad,
-                params.astype(np.float64),
+                start,
                 method="L-BFGS-B",
                 jac=True,
+                callback=record,
                 options={
                     "maxfun": self.max_fun,
                     "maxiter": self.max_iter,
@@ -410,20 +721,51 @@ class _BaseMLP(BaseEstimator):
             )
         self.n_iter_ = _check_lbfgs_result(opt_res, self.max_iter)
         self.loss_ = opt_res.fun
-        final = np.asarray(opt_res.x).astype(dtype)
+        with np.errstate(over="ignore"):
+            final = np.asarray(opt_res.x).astype(dtype)
+        diverged = not _all_finite(final)
+        if diverged:
+            final = last[0].astype(dtype)
+            self.n_iter_ = min(last[1], self.max_iter)
+            self.loss_ = last[2]
         self._set_params_from(net, final)
+        return diverged
 
     def _fit_stochastic(
-        self, X: Any, y: np.ndarray, sample_weight: np.ndarray | None, incremental: bool
-    ) -> None:
-        net = _Net(self, X.dtype)
+        self,
+        X: Any,
+        y: np.ndarray,
+        sample_weight: np.ndarray | None,
+        incremental: bool,
+        txn: _Transaction,
+    ) -> bool:
+        """Train by SGD or Adam; True if it left non-finite weights.
+
+        The epochs run as scikit-learn's do (same iterations, warnings, printed
+        lines), and every epoch that ends with finite weights is remembered; if
+        the weights are not finite at the end, the estimator is put back as it was
+        after the last such epoch (weights, optimizer, ``n_iter_``, ``t_``,
+        ``loss_curve_``...), or with early stopping gets the best weights as
+        always. Ctrl-C (SIGINT in the main thread) stops the fit within one step,
+        which then returns with the weights of the last complete step, as
+        scikit-learn's returns after the current batch.
+        """
+        if self.early_stopping and incremental:
+            # Checked first, before the optimizer is touched (scikit-learn raises
+            # this same error after creating one).
+            raise ValueError("partial_fit does not support early_stopping=True")
+        net = _Net(self)  # in the weights' dtype: X's on a first fit
         dtype = net.dtype
         if not incremental or not hasattr(self, "_optimizer"):
             self._optimizer = _Optimizer(self.solver, self, net.n_params, dtype)
         opt = self._optimizer
-        if self.early_stopping and incremental:
-            raise ValueError("partial_fit does not support early_stopping=True")
+        self._continue_stochastic()
         early_stopping = self.early_stopping
+        if early_stopping and self.validation_fraction == 0:
+            # scikit-learn fails in train_test_split, with an error about its test_size.
+            raise ValueError(
+                "validation_fraction=0.0 leaves no validation set for early_stopping=True."
+            )
         if early_stopping:
             should_stratify = is_classifier(self) and self.n_outputs_ == 1
             stratify = y if should_stratify else None
@@ -454,17 +796,17 @@ class _BaseMLP(BaseEstimator):
                 )
             if is_classifier(self):
                 y_val = self._label_binarizer.inverse_transform(y_val)
-            x_val = _dense(X_val, dtype)
+            x_val = _train_x(X_val, dtype)
         else:
             X_train, y_train, sample_weight_train = X, y, sample_weight
             x_val = y_val = sample_weight_val = None
 
-        x = _dense(X_train, dtype)
-        yy = np.ascontiguousarray(y_train, dtype=dtype)
+        x = _train_x(X_train, dtype)
+        yy = _private(y_train, dtype, "y")
         sw = (
             np.empty(0, dtype)
             if sample_weight_train is None
-            else _dense(sample_weight_train, dtype)
+            else _private(sample_weight_train, dtype, "sample_weight")
         )
         n_samples = x.shape[0]
         sample_idx = np.arange(n_samples, dtype=int)
@@ -490,14 +832,24 @@ class _BaseMLP(BaseEstimator):
         yb = np.empty((rows, yy.shape[1]), dtype=dtype)
         swb = np.empty(rows if sw.size else 0, dtype=dtype)
         position = np.zeros(3, dtype=np.int64)
+        position[2] = opt.t
         threads = _threads_for(net.sizes, batch_size)
         no_order = np.empty((0, n_samples), dtype=np.int64)
         alpha = float(self.alpha)
         max_steps = n_samples  # at least one epoch's batches
-        no_stop = np.zeros(1, dtype=np.uint8)  # one epoch per call: Ctrl-C waits for it
+        stop = np.zeros(1, dtype=np.uint8)  # set on Ctrl-C: the epoch ends at once
+        txn.commit()
+        if opt.state.dtype != dtype:  # weights set by hand in another dtype
+            opt.state = opt.state.astype(dtype)
+        good = _Checkpoint(self, params, opt)
+        watching = False
         # One thread setup for the whole fit (it costs tens of microseconds).
-        with compute_threads():
+        with compute_threads(), contextlib.ExitStack() as sigint:
             try:
+                # Let Ctrl-C cut an epoch short, from the start if epochs are long.
+                if n_samples * net.n_params >= _WATCH_WORK:
+                    sigint.enter_context(watch(stop))
+                    watching = True
                 self.n_iter_ = 0
                 for _ in range(self.max_iter):
                     if self.shuffle:
@@ -506,41 +858,43 @@ class _BaseMLP(BaseEstimator):
                         perm = np.arange(n_samples)
                         self._random_state.shuffle(perm)
                         sample_idx = sample_idx[perm]
-                        orders = sample_idx.astype(np.int64).reshape(1, -1)
+                        orders = sample_idx.astype(np.int64, copy=False).reshape(1, -1)
                     else:
                         orders = no_order
+                    started = time.perf_counter()
                     loss_sums = np.zeros(1)
                     position[0] = position[1] = 0
                     position[2] = opt.t
-                    _loop.train_chunk(
-                        x,
-                        yy,
-                        sw,
-                        orders,
-                        gather,
-                        net.sizes,
-                        net.w_off,
-                        net.b_off,
-                        a_off,
-                        net.activations,
-                        net.loss,
-                        params,
-                        grads,
-                        acts,
-                        deltas,
-                        xb,
-                        yb,
-                        swb,
-                        opt.code,
-                        opt.hyper(alpha),
-                        opt.state,
-                        batch_size,
-                        position,
-                        max_steps,
-                        no_stop,
-                        loss_sums,
-                        threads,
-                    )
+                    while position[0] == 0:  # returns early only on Ctrl-C
+                        _loop.train_chunk(
+                            x,
+                            yy,
+                            sw,
+                            orders,
+                            gather,
+                            net.sizes,
+                            net.w_off,
+                            net.b_off,
+                            a_off,
+                            net.activations,
+                            net.loss,
+                            params,
+                            grads,
+                            acts,
+                            deltas,
+                            xb,
+                            yb,
+                            swb,
+                            opt.code,
+                            opt.hyper(alpha),
+                            opt.state,
+                            batch_size,
+                            position,
+                            max_steps,
+                            stop,
+                            loss_sums,
+                            threads,
+                        )
                     opt.t = int(position[2])
                     opt.after_step_count()
                     self._set_params_from(net, params)
@@ -554,6 +908,7 @@ class _BaseMLP(BaseEstimator):
                         early_stopping, net, x_val, y_val, sample_weight_val
                     )
                     opt.iteration_ends(self.t_)
+                    stopping = False
                     if self._no_improvement_count > self.n_iter_no_change:
                         if early_stopping:
                             msg = (
@@ -566,10 +921,11 @@ class _BaseMLP(BaseEstimator):
                                 "Training loss did not improve more than tol=%f"
                                 " for %d consecutive epochs." % (self.tol, self.n_iter_no_change)
                             )
-                        if opt.trigger_stopping(msg, self.verbose):
-                            break
-                        self._no_improvement_count = 0
-                    if incremental:
+                        stopping = opt.trigger_stopping(msg, self.verbose)
+                        if not stopping:
+                            self._no_improvement_count = 0
+                    good.save_if_finite()
+                    if stopping or incremental:
                         break
                     if self.n_iter_ == self.max_iter:
                         warnings.warn(
@@ -578,12 +934,35 @@ class _BaseMLP(BaseEstimator):
                             ConvergenceWarning,
                             stacklevel=3,
                         )
+                    if not watching and time.perf_counter() - started >= _WATCH_SECONDS:
+                        sigint.enter_context(watch(stop))
+                        watching = True
             except KeyboardInterrupt:
+                # Mid-epoch: the weights are those of the last complete step.
+                opt.t = int(position[2])
+                opt.after_step_count()
                 warnings.warn("Training interrupted by user.", stacklevel=3)
-        self._set_params_from(net, params)
+            finally:
+                # Whatever ended the fit (an exception included), no weight is left
+                # non-finite: back to the last epoch that ended with finite ones.
+                diverged = not _all_finite(params)
+                if diverged:
+                    # With early stopping, scikit-learn's bookkeeping (the epochs run,
+                    # the validation scores) stays: fit ends with the best weights.
+                    good.restore(bookkeeping=not early_stopping)
+                self._set_params_from(net, params)
         if early_stopping:
+            # As scikit-learn, the best weights; an error only if they are not finite
+            # (a classifier's accuracy can improve on non-finite weights), and then
+            # the best weights as of the last epoch that ended with finite ones.
+            diverged = not all(
+                _all_finite(w) for w in itertools.chain(self._best_coefs, self._best_intercepts)
+            )
+            if diverged:
+                good.restore(bookkeeping=True)
             self.coefs_ = self._best_coefs
             self.intercepts_ = self._best_intercepts
+        return diverged
 
     def _update_no_improvement_count(
         self,
@@ -638,7 +1017,16 @@ class _BaseMLP(BaseEstimator):
             The fitted estimator.
         """
         self._validate_params()
-        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+        with _Transaction(self) as txn:
+            return self._fit(X, y, sample_weight, incremental=False, txn=txn)
+
+    def _check_score_args(self, X: Any, y: Any, sample_weight: Any) -> None:
+        """What score checks before predicting: X as predict does, then the lengths
+        as scikit-learn's metrics do first, with their message (scikit-learn's score
+        predicts before it finds a length mismatch)."""
+        check_is_fitted(self)
+        _validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
+        check_consistent_length(y, X, sample_weight)
 
     def _check_solver(self) -> bool:
         if self.solver not in _STOCHASTIC_SOLVERS:
@@ -652,13 +1040,13 @@ class _BaseMLP(BaseEstimator):
 
     def _forward_pass_fast(self, X: Any, check_input: bool = True) -> np.ndarray:
         if check_input:
-            X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
+            X = _validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
         x_dtype = X.dtype if X.dtype.kind == "f" else np.dtype(np.float64)
         dtype = np.result_type(x_dtype, self.coefs_[0].dtype)
         if dtype not in (np.float32, np.float64):
             dtype = np.dtype(np.float64)
         net = _Net(self, dtype)
-        return net.forward(_dense(X, dtype))
+        return net.forward(X)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -691,7 +1079,7 @@ def _check_lbfgs_result(result: Any, max_iter: int) -> int:
             "\nYou might also want to scale the data as shown in:\n"
             "    https://scikit-learn.org/stable/modules/preprocessing.html"
         )
-        warnings.warn(msg, ConvergenceWarning, stacklevel=4)
+        warnings.warn(msg, ConvergenceWarning, stacklevel=3)
     return n_iter
 
 
@@ -798,7 +1186,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         )
 
     def _validate_input(self, X: Any, y: Any, incremental: bool, reset: bool) -> tuple:
-        X, y = validate_data(
+        X, y = _validate_data(
             self,
             X,
             y,
@@ -872,13 +1260,20 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self : object
         """
         self._validate_params()
-        if _check_partial_fit_first_call(self, classes):
-            self._label_binarizer = LabelBinarizer()
-            if type_of_target(y).startswith("multilabel"):
-                self._label_binarizer.fit(y)
-            else:
-                self._label_binarizer.fit(classes)
-        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+        with _Transaction(self) as txn:
+            if _check_partial_fit_first_call(self, classes):
+                self._label_binarizer = LabelBinarizer()
+                if type_of_target(y).startswith("multilabel"):
+                    self._label_binarizer.fit(y)
+                else:
+                    self._label_binarizer.fit(classes)
+            return self._fit(X, y, sample_weight, incremental=True, txn=txn)
+
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """Mean accuracy of ``self.predict(X)`` against y, as scikit-learn's; X, y and
+        sample_weight are checked before predicting."""
+        self._check_score_args(X, y, sample_weight)
+        return super().score(X, y, sample_weight=sample_weight)
 
     def predict_log_proba(self, X: Any) -> np.ndarray:
         """Log of :meth:`predict_proba`, shape (n_samples, n_classes)."""
@@ -995,7 +1390,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         )
 
     def _validate_input(self, X: Any, y: Any, incremental: bool, reset: bool) -> tuple:
-        X, y = validate_data(
+        X, y = _validate_data(
             self,
             X,
             y,
@@ -1005,6 +1400,15 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             dtype=(np.float64, np.float32),
             reset=reset,
         )
+        if y.dtype.kind not in "biuf":
+            # Strings pass scikit-learn's checks and fail in its loss (a UFuncTypeError).
+            raise TypeError(
+                "MLPRegressor needs numeric targets, got y of dtype %s: convert y to "
+                "numbers first." % y.dtype
+            )
+        # An object y is checked for NaN only, then converted: infinities get through.
+        with np.errstate(invalid="ignore", over="ignore"):
+            assert_all_finite(y, input_name="y")
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         return X, y
@@ -1032,6 +1436,12 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         check_is_fitted(self)
         return self._output_to_prediction(self._forward_pass_fast(X))
 
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """R^2 of ``self.predict(X)`` against y, as scikit-learn's; X, y and
+        sample_weight are checked before predicting."""
+        self._check_score_args(X, y, sample_weight)
+        return super().score(X, y, sample_weight=sample_weight)
+
     # scikit-learn's regressor checks ``est._check_solver`` without calling it, so
     # partial_fit is always available on the regressor: kept for parity.
     @available_if(lambda est: est._check_solver)
@@ -1049,7 +1459,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self : object
         """
         self._validate_params()
-        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+        with _Transaction(self) as txn:
+            return self._fit(X, y, sample_weight, incremental=True, txn=txn)
 
 
 def _check_partial_fit_first_call(clf: Any, classes: Any = None) -> bool:

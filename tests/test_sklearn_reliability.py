@@ -32,6 +32,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -91,17 +92,25 @@ def all_finite(est) -> bool:
 
 @contextlib.contextmanager
 def kernel_calls():
-    """Count the calls of every compiled entry point the estimators use."""
+    """Count the calls of every compiled entry point the estimators use.
+
+    The estimators' module gets a stand-in for ``fastbp._loop`` whose entry points
+    count their calls; ``fastbp._loop`` itself is left alone, because compiled code
+    resolves its globals there when it is first compiled (here, possibly inside
+    this context): a counting Python function in its place would not compile.
+    """
     calls: list[str] = []
+    stand_in = types.SimpleNamespace(**vars(_loop))
+    for name in ("train_chunk", "loss_grad", "forward_pass"):
+        real = getattr(_loop, name)
+
+        def counting(*args, _real=real, _name=name):
+            calls.append(_name)
+            return _real(*args)
+
+        setattr(stand_in, name, counting)
     with pytest.MonkeyPatch.context() as mp:
-        for name in ("train_chunk", "loss_grad", "forward_pass"):
-            real = getattr(_loop, name)
-
-            def counting(*args, _real=real, _name=name):
-                calls.append(_name)
-                return _real(*args)
-
-            mp.setattr(_loop, name, counting)
+        mp.setattr(fb, "_loop", stand_in)
         yield calls
 
 

@@ -5,14 +5,11 @@ across processes (NUMBA_NUM_THREADS, OPENBLAS_NUM_THREADS)."""
 from __future__ import annotations
 
 import importlib.util
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numba
 import pytest
+from child_process import run_script
 
 import fastbp
 
@@ -25,16 +22,7 @@ TWO_THREADS = numba.config.NUMBA_NUM_THREADS >= 2
 
 
 def run_child(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> dict:
-    full_env = {**os.environ, **(env or {})}
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), *args],
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_script(SCRIPT, *args, env=env, timeout=timeout)
 
 
 @pytest.fixture

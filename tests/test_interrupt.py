@@ -3,39 +3,17 @@ network's weights at that point are finite (those of a completed step)."""
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+from child_process import interrupt_script
 
 SCRIPT = Path(__file__).parent / "scripts" / "child.py"
 
 
 def _interrupt_once() -> tuple[float, dict]:
-    proc = subprocess.Popen(
-        [sys.executable, str(SCRIPT), "interrupt"],
-        env=dict(os.environ),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        line = proc.stdout.readline()
-        assert line.startswith("fitting"), line + proc.stderr.read()[-3000:]
-        time.sleep(1.5)
-        sent = time.time()
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, err[-3000:]
-    result = json.loads(out.strip().splitlines()[-1])
-    assert result["fit_seconds"] > 1.0  # it really was fitting
+    sent, result = interrupt_script(SCRIPT, "interrupt")
     assert result["finite"]
     assert result["predict_finite"]
     return result["caught"] - sent, result

@@ -28,10 +28,8 @@ import os
 import pickle
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import time
 import types
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +39,7 @@ import numpy as np
 import pytest
 import scipy.optimize
 import scipy.sparse
+from child_process import interrupt_script, run_script
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sklearn import neural_network as skl
@@ -1086,16 +1085,7 @@ def test_concurrent_predict_while_fitting(compiled):
 
 
 def run_child(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> dict:
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), *args],
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    # An abort (workqueue's "Terminating: ... concurrent access") is a negative code.
-    assert proc.returncode == 0, (proc.returncode, proc.stderr[-3000:])
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_script(SCRIPT, *args, env=env, timeout=timeout)
 
 
 @pytest.mark.slow
@@ -1162,25 +1152,7 @@ def test_same_model_in_another_process():
 
 
 def _interrupt_once(solver: str) -> tuple[float, dict]:
-    proc = subprocess.Popen(
-        [sys.executable, str(SCRIPT), "interrupt", solver],
-        env=dict(os.environ),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        line = proc.stdout.readline()
-        assert line.startswith("fitting"), line + proc.stderr.read()[-3000:]
-        time.sleep(1.5)
-        sent = time.time()
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, err[-3000:]
-    result = json.loads(out.strip().splitlines()[-1])
-    assert result["fit_seconds"] > 1.0  # it really was fitting
+    sent, result = interrupt_script(SCRIPT, "interrupt", solver)
     assert result["warnings"] == ["Training interrupted by user."]
     assert result["finite"]
     assert result["predict_finite"]

@@ -5,16 +5,13 @@ the default (thread-safe) threading layer and with Numba's workqueue forced."""
 from __future__ import annotations
 
 import importlib.util
-import json
-import os
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numba
 import numpy as np
 import pytest
+from child_process import run_script
 
 import fastbp
 
@@ -26,18 +23,8 @@ _spec.loader.exec_module(child)
 N_THREADS = 4
 
 
-def run_child(*args: str, env: dict[str, str] | None = None, timeout: float = 300):
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), *args],
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    # An abort (workqueue's "Terminating: Nested parallel kernel launch detected"
-    # or "concurrent access") shows up as a negative return code.
-    assert proc.returncode == 0, (proc.returncode, proc.stderr[-3000:])
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+def run_child(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> dict:
+    return run_script(SCRIPT, *args, env=env, timeout=timeout)
 
 
 @pytest.mark.parametrize("name", child.THREAD_NAMES)

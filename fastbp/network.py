@@ -665,8 +665,7 @@ class _Trainer:
         self.yb = np.empty((rows, y.shape[1]), dtype=dtype)
         self.position = np.zeros(3, dtype=np.int64)
         self.no_weights = _NO_WEIGHTS[dtype]
-        self.hyper = np.zeros(6)
-        self.hyper[_loop.H_LR] = lr
+        self.hyper = np.zeros(6)  # the scikit-learn optimizers' settings: unused here
         self.threads = net._threads(batch)
         self.stop = np.zeros(1, dtype=np.uint8)
         n = x.shape[0]

@@ -10,17 +10,75 @@ Environment switches (read once, at import):
 
 Numba's cache does not record compile options, so fastmath code and cached code
 never mix: ``FASTBP_FASTMATH=1`` also turns the cache off.
+
+Numba's cache checks only the cached function's own source file, but compiled
+code links in the machine code of the compiled functions it calls from other
+modules: after a change to ``kernels.py`` alone, the training loop of
+``_loop.py`` would load its stale cached code (seen here). So the cache stamp of
+fastbp's functions also covers every module of the package
+(:func:`_package_stamp`): any change to one of them recompiles them all.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 import types
+from typing import Any
 
 import numba
+import numba.extending
+from numba.core import caching
 
 FASTMATH: bool = os.environ.get("FASTBP_FASTMATH", "0") == "1"
 CACHE: bool = os.environ.get("FASTBP_CACHE", "1") != "0" and not FASTMATH
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _package_stamp() -> tuple:
+    """(name, mtime, size) of every module of the package (see the module docstring)."""
+    entries = []
+    for name in sorted(os.listdir(_PACKAGE_DIR)):
+        if name.endswith(".py"):
+            st = os.stat(os.path.join(_PACKAGE_DIR, name))
+            entries.append((name, st.st_mtime_ns, st.st_size))
+    return tuple(entries)
+
+
+class _PackageLocator:
+    """Mixin for Numba's cache locators: for functions defined in this package, the
+    source stamp also covers the package's other modules."""
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        if os.path.dirname(os.path.abspath(py_file)) != _PACKAGE_DIR:
+            return None
+        return super().from_function(py_func, py_file)
+
+    def get_source_stamp(self):
+        return (super().get_source_stamp(), _PACKAGE_STAMP)
+
+
+def _register_locators() -> None:
+    """Put a package-stamped twin before each of Numba's file-backed locators."""
+    classes = caching.CacheImpl._locator_classes
+    for base in (
+        caching.UserProvidedCacheLocator,
+        caching.InTreeCacheLocator,
+        caching.UserWideCacheLocator,
+    ):
+        if base in classes and not any(
+            issubclass(c, _PackageLocator) and issubclass(c, base) for c in classes
+        ):
+            twin = type(f"Fastbp{base.__name__}", (_PackageLocator, base), {})
+            classes.insert(classes.index(base), twin)
+
+
+_PACKAGE_STAMP = _package_stamp()
+if CACHE:
+    _register_locators()
 
 # Element-wise passes over fewer elements than this run on one thread: below it,
 # waking the thread pool costs more than it saves.
@@ -68,6 +126,19 @@ def jit_inline(fn):
     return numba.njit(inline="always", **JIT_OPTIONS)(fn)
 
 
+def mode_switch(stub):
+    """Declare ``stub`` a compile-time switch: its body is chosen by the types of its
+    arguments (``@mode_switch(stub)`` on a function that, given Numba types, returns
+    the implementation to compile), and inlined at Numba's IR level.
+
+    How the training loop picks its mode: the type of the optimizer bundle (and
+    of the objective, None for fastbp.Network's mean squared error) selects which
+    kernels are typed and compiled at all, so a variant's machine code holds no
+    other mode's kernels (tested in ``tests/test_compiled_modes.py``).
+    """
+    return numba.extending.overload(stub, jit_options=JIT_OPTIONS, inline="always")
+
+
 def pjit(fn):
     """Compile ``fn`` with ``parallel=True`` (its ``prange`` loops use threads)."""
     return numba.njit(parallel=True, **JIT_OPTIONS)(fn)
@@ -85,3 +156,49 @@ def serial_and_parallel(body):
     )
     twin.__qualname__ = body.__qualname__ + "_parallel"
     return jit(body), pjit(twin)
+
+
+# -- first-run notice ----------------------------------------------------------------
+
+_log = logging.getLogger("fastbp")
+_checked: set = set()
+# Where the one-line notice goes: None means stderr when it is a terminal (an
+# interactive session), else only the "fastbp" logger; the command line sets it.
+NOTICE_STREAM: Any = None
+
+
+def needs_compiling(dispatcher: Any, args: tuple) -> bool:
+    """Whether ``dispatcher(*args)`` would compile: the variant is neither loaded in
+    this process nor in the on-disk cache. False when Numba's (private) cache
+    index cannot be read."""
+    try:
+        sig = tuple(dispatcher.typeof_pyval(a) for a in args)
+        if sig in dispatcher.overloads:
+            return False
+        cache = dispatcher._cache
+        if not getattr(cache, "_enabled", False):  # no cache: always compiles
+            return True
+        key = cache._index_key(sig, dispatcher.targetctx.codegen())
+        return key not in cache._cache_file._load_index()
+    except Exception:
+        return False
+
+
+def announce_compile(dispatcher: Any, args: tuple, key: Any) -> None:
+    """Say in one line that the next call compiles, the first time ``key`` is seen.
+
+    ``key`` is a cheap summary of the argument types, so that the exact check
+    (:func:`needs_compiling`, tens of microseconds) runs once per variant.
+    """
+    if key in _checked:
+        return
+    _checked.add(key)
+    if not needs_compiling(dispatcher, args):
+        return
+    message = "fastbp: compiling kernels, first run only (`fastbp compile` does it ahead)..."
+    _log.info(message)
+    stream = NOTICE_STREAM
+    if stream is None and sys.stderr is not None and sys.stderr.isatty():
+        stream = sys.stderr
+    if stream is not None:
+        print(message, file=stream, flush=True)

@@ -1,126 +1,271 @@
 """The compiled training loop: whole networks stored in flat buffers.
 
 A network's parameters live in one flat array ``params``: for each layer l, W_l
-(row-major, n_in x n_out) followed by b_l. ``grads`` has the same layout.
-Per-layer activations and deltas live in flat arrays too, with room for
-``capacity`` rows per layer; a batch of m <= capacity rows uses the first
-m * n_out elements of each slot, which is again a C-contiguous (m, n_out) block.
-So a partial last batch needs no other buffers, and nothing here allocates.
+(row-major, n_in x n_out) and b_l, at the offsets of a :class:`Net`. ``grads``
+has the same layout. Per-layer activations and deltas live in flat arrays too,
+with room for ``capacity`` rows per layer; a batch of m <= capacity rows uses the
+first m * n_out elements of each slot, which is again a C-contiguous (m, n_out)
+block. So a partial last batch needs no other buffers, and nothing here allocates.
 
-``threads`` is passed down to every kernel: the thread count, or None to run
-(and compile) serial code only.
+Arguments travel in named bundles (``typing.NamedTuple``, which Numba compiles as
+structs):
 
-Offsets (int64 arrays, built by :class:`fastbp.network.Layout`):
-``sizes`` (L + 1,) layer widths; ``w_off``/``b_off`` (L,) where W_l and b_l start
-in ``params``; ``a_off`` (L,) where layer l's slot starts in ``acts``/``deltas``.
-The offsets may put the layers in any order: :class:`fastbp.network.Layout`
-interleaves W_l, b_l; the scikit-learn estimators put all W first, then all b
-(scikit-learn's packed order, which L-BFGS sees).
+:class:`Net`        the layout: widths, offsets, activation codes.
+:class:`Buffers`    params, grads, acts, deltas (flat, one float dtype).
+:class:`Data`       the rows (x, y, sample weights), the epochs' row orders, the
+                    batch size, and gather buffers for shuffled or strided rows.
+``objective``       None for fastbp.Network's mean squared error (output delta
+                    ``2 (a - y) / m``, the output layer's derivative taken from its
+                    activation), or an :class:`Objective` (a scikit-learn loss with
+                    its canonical output and an L2 penalty ``alpha``).
+``opt``             None (gradient only), :class:`FusedSGD`, :class:`Momentum` or
+                    :class:`Adam`.
 
-The network is described by ``activations`` (L,) int64, the activation code of
-each layer (``kernels.IDENTITY`` ...; the output layer's code is applied by
-:func:`kernels.dense_forward`), and ``loss``: None for fastbp.Network's mean
-squared error (``kernels.LOSS_MSE``: output delta ``2 (a - y) / m``, the output
-layer's derivative taken from its activation), or a ``kernels.LOSS_*`` code of
-the scikit-learn estimators, each with its canonical output (identity, exp,
-logistic, softmax: :func:`kernels.output_activation`) and output delta
-``dJ/dz = w_i (a - y) / sum w``, where w are the sample weights ``sw`` (an empty
-array for none).
+**The mode is chosen one way: by the types of ``opt`` and ``objective``.** The
+switches below (``_output_delta``, ``_layer_backward``, ``_update``...) are
+:func:`fastbp._jit.mode_switch` functions: Numba picks their body from those types
+while typing, so a compiled variant contains only its own mode's kernels
+(``tests/test_compiled_modes.py`` checks that fastbp.Network's loop holds no
+Adam or momentum update and no scikit-learn loss).
 
-Optimizers, with hyper-parameters ``hyper`` float64
-``[lr, alpha, momentum, beta_1, beta_2, epsilon]``:
-
-``OPT_FUSED``      (fastbp.Network: ``state`` None, the rate in ``fused_lr``)
-                   plain SGD fused into the backward pass
-                   (``kernels.dense_backward_sgd``), no L2; a chunk stops at a
-                   non-finite loss.
-``OPT_MOMENTUM`` / ``OPT_NESTEROV`` (``opt``): scikit-learn's SGD; ``state``
-                   (1, n_params) holds the velocities.
-``OPT_ADAM``       scikit-learn's Adam; ``state`` (2, n_params) holds m and v;
-                   the step count t is ``position[2]``.
-
-These three compute the whole gradient first (with the L2 term
-``alpha * W / sum w``, and ``0.5 * alpha * sum ||W||^2 / sum w`` added to J,
-when ``alpha > 0``), then update ``params`` in one pass, and never stop on a
-non-finite loss (as scikit-learn).
-
-Network's ``None`` arguments are tested with ``is None`` on their own, which
-Numba resolves at compile time (it prunes the branches a None argument rules
-out): its compiled loop contains none of the scikit-learn losses and optimizers.
+FusedSGD (fastbp.Network) applies plain SGD inside the backward pass
+(``kernels.dense_backward_sgd``: BLAS gemm with alpha = -lr, beta = 1), and stops a
+chunk at a non-finite loss before that batch's update. Momentum and Adam compute
+the whole gradient first (with the L2 term ``alpha * W / sum w``, and
+``0.5 * alpha * sum ||W||^2 / sum w`` added to J, when alpha > 0), then update
+``params`` in one pass, and never stop on a non-finite loss (as scikit-learn).
 
 Compiled code here makes its per-layer views with :mod:`fastbp._views` (no call,
-no bounds check) and never returns one; :func:`layer_params` and :func:`rows`
-are the NumPy equivalents for Python callers. :func:`forward_pass`,
-:func:`backward_pass` and :func:`_step` are inlined into :func:`train_chunk`
-(``jit_inline``): measured on the first fit of the ``[2, 4, 1]`` network, the
-compile took 10.6 s with them as separate functions and 8.6 s inlined, and a
-step 0.58 against 0.47 us.
+no bounds check) and never returns one. :func:`forward_pass`,
+:func:`backward_pass` and :func:`_step` are inlined into their callers
+(``jit_inline``): each level of compiled calls costs compile time.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
+from numba import types
 
 from fastbp import _views, kernels
-from fastbp._jit import jit, jit_inline
-
-OPT_FUSED = 0
-OPT_MOMENTUM = 1
-OPT_NESTEROV = 2
-OPT_ADAM = 3
-
-# Slots of ``hyper``.
-H_LR = 0
-H_ALPHA = 1
-H_MOMENTUM = 2
-H_BETA_1 = 3
-H_BETA_2 = 4
-H_EPSILON = 5
+from fastbp._jit import jit, jit_inline, mode_switch
 
 
-def layer_params(
-    params: np.ndarray, sizes: np.ndarray, w_off: np.ndarray, b_off: np.ndarray, layer: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """NumPy views ``(W, b)`` of one layer inside the flat ``params`` (or ``grads``).
+class Net(NamedTuple):
+    """A network's layout (all int64 arrays).
 
-    For Python callers; compiled code makes its views with :mod:`fastbp._views`.
+    sizes (L + 1,) layer widths; w_off / b_off (L,) where W_l and b_l start in
+    ``params``; a_off (L,) where layer l's slot starts in ``acts``/``deltas`` at
+    the buffers' capacity; activations (L,) each layer's activation code (the
+    output layer's too: with an :class:`Objective`, its canonical output).
     """
-    n_in, n_out = int(sizes[layer]), int(sizes[layer + 1])
-    w = params[w_off[layer] : w_off[layer] + n_in * n_out].reshape(n_in, n_out)
-    return w, params[b_off[layer] : b_off[layer] + n_out]
+
+    sizes: np.ndarray
+    w_off: np.ndarray
+    b_off: np.ndarray
+    a_off: np.ndarray
+    activations: np.ndarray
 
 
-def rows(buf: np.ndarray, offset: int, m: int, n: int) -> np.ndarray:
-    """NumPy view of ``buf[offset:]`` as a C-contiguous (m, n) block, for Python callers."""
-    return buf[offset : offset + m * n].reshape(m, n)
+class Buffers(NamedTuple):
+    """params, grads (n_params,); acts, deltas (capacity * n_units,). One float dtype."""
+
+    params: np.ndarray
+    grads: np.ndarray
+    acts: np.ndarray
+    deltas: np.ndarray
 
 
-@jit_inline
-def forward_pass(x, sizes, w_off, b_off, a_off, params, acts, activations, loss, threads):
-    """Fill each layer's slot in ``acts`` for input x (m, n_0), m <= capacity."""
-    m = x.shape[0]
-    w = _views.block(params, w_off[0], sizes[0], sizes[1])
-    b = _views.vector(params, b_off[0], sizes[1])
-    kernels.dense_forward(
-        x, w, b, _views.block(acts, a_off[0], m, sizes[1]), activations[0], threads
-    )
-    for layer in range(1, sizes.size - 1):
-        w = _views.block(params, w_off[layer], sizes[layer], sizes[layer + 1])
-        b = _views.vector(params, b_off[layer], sizes[layer + 1])
-        a_prev = _views.block(acts, a_off[layer - 1], m, sizes[layer])
-        out = _views.block(acts, a_off[layer], m, sizes[layer + 1])
-        kernels.dense_forward(a_prev, w, b, out, activations[layer], threads)
-    # `is None` tests stand alone so that Numba prunes them at compile time.
-    if loss is not None:  # noqa: SIM102
-        if loss == kernels.LOSS_POISSON or loss == kernels.LOSS_SOFTMAX:
-            top = sizes.size - 2
-            kernels.output_activation(_views.block(acts, a_off[top], m, sizes[top + 1]), loss)
+class Data(NamedTuple):
+    """The rows a chunk trains on, and how it walks them.
+
+    x (n, n_0), y (n, n_L): any layout; sw (n,) sample weights or empty.
+    orders (E, n) int64: the row order of each epoch, or (0, n) for data order.
+    gather: copy each batch into xb/yb/swb (capacity rows) first; required when x
+    or y is not C-contiguous or the rows are shuffled.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    sw: np.ndarray
+    orders: np.ndarray
+    batch_size: int
+    gather: bool
+    xb: np.ndarray
+    yb: np.ndarray
+    swb: np.ndarray
+
+
+class Objective(NamedTuple):
+    """A scikit-learn loss (``kernels.LOSS_*`` code) and its L2 penalty ``alpha``."""
+
+    loss: int
+    alpha: float
+
+
+class FusedSGD(NamedTuple):
+    """fastbp.Network's plain SGD at rate ``lr``, fused into the backward pass."""
+
+    lr: float
+
+
+class Momentum(NamedTuple):
+    """scikit-learn's SGD: ``velocity`` (n_params,) in the params' dtype."""
+
+    lr: float
+    momentum: float
+    nesterov: bool
+    velocity: np.ndarray
+
+
+class Adam(NamedTuple):
+    """scikit-learn's Adam: moments ``m``, ``v`` (n_params,); ``t`` int64 (1,) the
+    step count, incremented by every step."""
+
+    lr: float
+    beta_1: float
+    beta_2: float
+    epsilon: float
+    m: np.ndarray
+    v: np.ndarray
+    t: np.ndarray
+
+
+def _is(ty, cls) -> bool:
+    """Whether Numba type ``ty`` is the bundle class ``cls``."""
+    return isinstance(ty, types.BaseNamedTuple) and ty.instance_class is cls
 
 
 @jit
-def l2_term(params, sizes, w_off, b_off):
+def adam_rate(lr, beta_1, beta_2, t):
+    """Adam's bias-corrected rate at step t >= 1 (scikit-learn's ``learning_rate``)."""
+    return lr * math.sqrt(1.0 - math.pow(beta_2, t)) / (1.0 - math.pow(beta_1, t))
+
+
+# -- mode switches (see the module docstring) -------------------------------------
+
+
+def _output_transform(objective, out):
+    """Apply the objective's output function to the output layer (m, k) in place."""
+
+
+@mode_switch(_output_transform)
+def _output_transform_impl(objective, out):
+    if objective is types.none:
+        return lambda objective, out: None  # Network: every layer's own activation
+
+    def impl(objective, out):
+        if objective.loss == kernels.LOSS_POISSON or objective.loss == kernels.LOSS_SOFTMAX:
+            kernels.output_activation(out, objective.loss)
+
+    return impl
+
+
+def _output_delta(objective, out, y, sw, delta, net, params):
+    """Write dJ/d(output) into ``delta``; return (J, the activation code whose
+    derivative turns it into dJ/dz, the L2 decay to add to each dW)."""
+
+
+@mode_switch(_output_delta)
+def _output_delta_impl(objective, out, y, sw, delta, net, params):
+    if objective is types.none:
+
+        def mse(objective, out, y, sw, delta, net, params):
+            J = kernels.mse_loss_grad(out, y, delta)
+            return J, net.activations[net.sizes.size - 2], 0.0
+
+        return mse
+
+    def canonical(objective, out, y, sw, delta, net, params):
+        m = out.shape[0]
+        if sw.size > 0:
+            sw_sum = 0.0
+            for i in range(m):
+                sw_sum += sw[i]
+        else:
+            sw_sum = float(m)
+        J = kernels.output_loss_grad(out, y, sw, sw_sum, objective.loss, delta)
+        decay = 0.0
+        if objective.alpha > 0:
+            J += 0.5 * objective.alpha * l2_term(params, net.sizes, net.w_off) / sw_sum
+            decay = objective.alpha / sw_sum
+        # The canonical link makes delta dJ/dz already: no output derivative.
+        return J, kernels.IDENTITY, decay
+
+    return canonical
+
+
+def _diverged(opt, J):
+    """True when the chunk must stop before this batch's update (fused SGD only)."""
+
+
+@mode_switch(_diverged)
+def _diverged_impl(opt, J):
+    if _is(opt, FusedSGD):
+        return lambda opt, J: not math.isfinite(J)
+    return lambda opt, J: False
+
+
+def _layer_backward(opt, delta, a, a_prev, w, b, dw, db, delta_prev, activation, decay, threads):
+    """One layer's backward pass: fused SGD update, or its gradient into dw, db."""
+
+
+@mode_switch(_layer_backward)
+def _layer_backward_impl(
+    opt, delta, a, a_prev, w, b, dw, db, delta_prev, activation, decay, threads
+):
+    if _is(opt, FusedSGD):
+
+        def fused(opt, delta, a, a_prev, w, b, dw, db, delta_prev, activation, decay, threads):
+            kernels.dense_backward_sgd(
+                delta, a, a_prev, w, b, db, delta_prev, opt.lr, activation, threads
+            )
+
+        return fused
+
+    def gradient(opt, delta, a, a_prev, w, b, dw, db, delta_prev, activation, decay, threads):
+        kernels.dense_backward(delta, a, a_prev, w, dw, db, delta_prev, activation, threads)
+        if decay > 0:
+            kernels.l2_add(dw, w, decay)
+
+    return gradient
+
+
+def _update(opt, params, grads, threads):
+    """Apply the optimizer to ``params`` from the whole gradient ``grads``."""
+
+
+@mode_switch(_update)
+def _update_impl(opt, params, grads, threads):
+    if _is(opt, Adam):
+
+        def adam(opt, params, grads, threads):
+            opt.t[0] += 1
+            lr = adam_rate(opt.lr, opt.beta_1, opt.beta_2, float(opt.t[0]))
+            kernels.adam_update(
+                params, grads, opt.m, opt.v, lr, opt.beta_1, opt.beta_2, opt.epsilon, threads
+            )
+
+        return adam
+    if _is(opt, Momentum):
+
+        def momentum(opt, params, grads, threads):
+            kernels.momentum_update(
+                params, grads, opt.velocity, opt.lr, opt.momentum, opt.nesterov, threads
+            )
+
+        return momentum
+    # None (gradient only) and FusedSGD (updated during the backward pass).
+    return lambda opt, params, grads, threads: None
+
+
+# -- passes --------------------------------------------------------------------------
+
+
+@jit
+def l2_term(params, sizes, w_off):
     """``sum ||W_l||^2`` over the layers (float64)."""
     total = 0.0
     for layer in range(sizes.size - 1):
@@ -131,59 +276,41 @@ def l2_term(params, sizes, w_off, b_off):
 
 
 @jit_inline
-def backward_pass(
-    x,
-    y,
-    sw,
-    sizes,
-    w_off,
-    b_off,
-    a_off,
-    params,
-    acts,
-    grads,
-    deltas,
-    activations,
-    loss,
-    alpha,
-    lr,
-    threads,
-):
+def forward_pass(x, net, params, acts, objective, threads):
+    """Fill each layer's slot in ``acts`` for input x (m, n_0), m <= capacity."""
+    m = x.shape[0]
+    sizes, w_off, b_off, a_off = net.sizes, net.w_off, net.b_off, net.a_off
+    w = _views.block(params, w_off[0], sizes[0], sizes[1])
+    b = _views.vector(params, b_off[0], sizes[1])
+    out = _views.block(acts, a_off[0], m, sizes[1])
+    kernels.dense_forward(x, w, b, out, net.activations[0], threads)
+    for layer in range(1, sizes.size - 1):
+        w = _views.block(params, w_off[layer], sizes[layer], sizes[layer + 1])
+        b = _views.vector(params, b_off[layer], sizes[layer + 1])
+        a_prev = _views.block(acts, a_off[layer - 1], m, sizes[layer])
+        out = _views.block(acts, a_off[layer], m, sizes[layer + 1])
+        kernels.dense_forward(a_prev, w, b, out, net.activations[layer], threads)
+    _output_transform(objective, out)
+
+
+@jit_inline
+def backward_pass(x, y, sw, net, bufs, objective, opt, threads):
     """After :func:`forward_pass` on x: back-propagate and return J.
 
-    y (m, n_L) the targets; sw (m,) sample weights or an empty array. One of
-    ``alpha`` and ``lr`` is None, which selects the mode at compile time. With
-    ``lr`` None, write dJ/dparams into ``grads`` (with the L2 term when alpha > 0).
-    With ``alpha`` None (``loss is None`` only), apply the SGD update at rate lr to
-    ``params`` as each layer's gradient is formed (``grads`` is then scratch
-    space); no update at all if J is not finite.
+    y (m, n_L) the targets; sw (m,) sample weights or an empty array. With ``opt``
+    None, Momentum or Adam: write dJ/dparams into ``bufs.grads`` (with the L2
+    term). With FusedSGD: update ``bufs.params`` as each layer's gradient is
+    formed (``grads`` is then scratch space), or nothing at all if J is not finite.
     """
     m = x.shape[0]
+    sizes, w_off, b_off, a_off = net.sizes, net.w_off, net.b_off, net.a_off
+    params, grads, acts, deltas = bufs.params, bufs.grads, bufs.acts, bufs.deltas
     top = sizes.size - 2
     out = _views.block(acts, a_off[top], m, sizes[top + 1])
     delta_top = _views.block(deltas, a_off[top], m, sizes[top + 1])
-    decay = 0.0
-    if loss is None:
-        J = kernels.mse_loss_grad(out, y, delta_top)
-        top_activation = activations[top]
-    else:
-        if sw.size > 0:
-            sw_sum = 0.0
-            for i in range(m):
-                sw_sum += sw[i]
-        else:
-            sw_sum = float(m)
-        J = kernels.output_loss_grad(out, y, sw, sw_sum, loss, delta_top)
-        top_activation = kernels.IDENTITY
-        # `is None` tests stand alone: Numba prunes them at compile time (the
-        # scikit-learn loop also types the fused call below, with alpha None).
-        if alpha is not None:  # noqa: SIM102
-            if alpha > 0:
-                J += 0.5 * alpha * l2_term(params, sizes, w_off, b_off) / sw_sum
-                decay = alpha / sw_sum
-    if lr is not None:  # noqa: SIM102
-        if not math.isfinite(J):
-            return J
+    J, top_activation, decay = _output_delta(objective, out, y, sw, delta_top, net, params)
+    if _diverged(opt, J):
+        return J
     for layer in range(top, -1, -1):
         w = _views.block(params, w_off[layer], sizes[layer], sizes[layer + 1])
         b = _views.vector(params, b_off[layer], sizes[layer + 1])
@@ -191,67 +318,30 @@ def backward_pass(
         db = _views.vector(grads, b_off[layer], sizes[layer + 1])
         delta = _views.block(deltas, a_off[layer], m, sizes[layer + 1])
         a = _views.block(acts, a_off[layer], m, sizes[layer + 1])
-        activation = top_activation if layer == top else activations[layer]
+        activation = top_activation if layer == top else net.activations[layer]
         # The first layer's input is x, and it has no layer below to pass a delta to.
-        if alpha is not None:  # gradient mode
-            if layer > 0:
-                a_prev = _views.block(acts, a_off[layer - 1], m, sizes[layer])
-                delta_prev = _views.block(deltas, a_off[layer - 1], m, sizes[layer])
-                kernels.dense_backward(delta, a, a_prev, w, dw, db, delta_prev, activation, threads)
-            else:
-                kernels.dense_backward(delta, a, x, w, dw, db, None, activation, threads)
-            if decay > 0:
-                kernels.l2_add(dw, w, decay)
-        elif lr is not None:  # fused SGD
-            if layer > 0:
-                a_prev = _views.block(acts, a_off[layer - 1], m, sizes[layer])
-                delta_prev = _views.block(deltas, a_off[layer - 1], m, sizes[layer])
-                kernels.dense_backward_sgd(
-                    delta, a, a_prev, w, b, db, delta_prev, lr, activation, threads
-                )
-            else:
-                kernels.dense_backward_sgd(delta, a, x, w, b, db, None, lr, activation, threads)
+        if layer > 0:
+            a_prev = _views.block(acts, a_off[layer - 1], m, sizes[layer])
+            delta_prev = _views.block(deltas, a_off[layer - 1], m, sizes[layer])
+            _layer_backward(
+                opt, delta, a, a_prev, w, b, dw, db, delta_prev, activation, decay, threads
+            )
+        else:
+            _layer_backward(opt, delta, a, x, w, b, dw, db, None, activation, decay, threads)
     return J
 
 
 @jit
-def loss_grad(
-    x,
-    y,
-    sw,
-    sizes,
-    w_off,
-    b_off,
-    a_off,
-    params,
-    acts,
-    grads,
-    deltas,
-    activations,
-    loss,
-    alpha,
-    threads,
-):
-    """J and dJ/dparams (into ``grads``) on one batch: forward then backward."""
-    forward_pass(x, sizes, w_off, b_off, a_off, params, acts, activations, loss, threads)
-    return backward_pass(
-        x,
-        y,
-        sw,
-        sizes,
-        w_off,
-        b_off,
-        a_off,
-        params,
-        acts,
-        grads,
-        deltas,
-        activations,
-        loss,
-        alpha,
-        None,
-        threads,
-    )
+def forward(x, net, params, acts, objective, threads):
+    """:func:`forward_pass` for Python callers (prediction)."""
+    forward_pass(x, net, params, acts, objective, threads)
+
+
+@jit
+def loss_grad(x, y, sw, net, bufs, objective, threads):
+    """J and dJ/dparams (into ``bufs.grads``) on one batch of C-contiguous rows."""
+    forward_pass(x, net, bufs.params, bufs.acts, objective, threads)
+    return backward_pass(x, y, sw, net, bufs, objective, None, threads)
 
 
 @jit
@@ -274,192 +364,53 @@ def gather_weights(sw, order, start, m, dst):
 
 
 @jit_inline
-def _step(
-    x,
-    y,
-    sw,
-    sizes,
-    w_off,
-    b_off,
-    a_off,
-    activations,
-    loss,
-    params,
-    grads,
-    acts,
-    deltas,
-    opt,
-    hyper,
-    state,
-    position,
-    threads,
-    fused_lr,
-):
+def _step(x, y, sw, net, bufs, objective, opt, threads):
     """One batch: forward, backward, update. Returns the batch's J."""
-    forward_pass(x, sizes, w_off, b_off, a_off, params, acts, activations, loss, threads)
-    # Each mode is selected by an argument that is None in the other, so that
-    # Numba compiles only the selected one (it prunes branches on None only).
-    if fused_lr is not None:  # noqa: SIM102  (fastbp.Network: SGD fused into backward)
-        if state is None:
-            return backward_pass(
-                x,
-                y,
-                sw,
-                sizes,
-                w_off,
-                b_off,
-                a_off,
-                params,
-                acts,
-                grads,
-                deltas,
-                activations,
-                loss,
-                None,
-                fused_lr,
-                threads,
-            )
-    J = 0.0
-    if state is not None:  # scikit-learn: the whole gradient, then the optimizer
-        J = backward_pass(
-            x,
-            y,
-            sw,
-            sizes,
-            w_off,
-            b_off,
-            a_off,
-            params,
-            acts,
-            grads,
-            deltas,
-            activations,
-            loss,
-            hyper[H_ALPHA],
-            None,
-            threads,
-        )
-        if opt == OPT_ADAM:
-            position[2] += 1
-            t = float(position[2])
-            b1 = hyper[H_BETA_1]
-            b2 = hyper[H_BETA_2]
-            lr = hyper[H_LR] * math.sqrt(1.0 - math.pow(b2, t)) / (1.0 - math.pow(b1, t))
-            kernels.adam_update(
-                params, grads, state[0], state[1], lr, b1, b2, hyper[H_EPSILON], threads
-            )
-        else:
-            kernels.momentum_update(
-                params,
-                grads,
-                state[0],
-                hyper[H_LR],
-                hyper[H_MOMENTUM],
-                opt == OPT_NESTEROV,
-                threads,
-            )
+    forward_pass(x, net, bufs.params, bufs.acts, objective, threads)
+    J = backward_pass(x, y, sw, net, bufs, objective, opt, threads)
+    _update(opt, bufs.params, bufs.grads, threads)
     return J
 
 
 @jit
-def train_chunk(
-    x,
-    y,
-    sw,
-    orders,
-    gather,
-    sizes,
-    w_off,
-    b_off,
-    a_off,
-    activations,
-    loss,
-    params,
-    grads,
-    acts,
-    deltas,
-    xb,
-    yb,
-    swb,
-    opt,
-    hyper,
-    state,
-    batch_size,
-    position,
-    max_steps,
-    stop,
-    loss_sums,
-    threads,
-    fused_lr=None,
-):
-    """Run at most ``max_steps`` mini-batch steps, then return to the caller.
+def train_chunk(data, net, bufs, objective, opt, epoch, row, max_steps, stop, loss_sums, threads):
+    """Run at most ``max_steps`` mini-batch steps from (``epoch``, ``row``), then return.
 
-    x (n, n_0), y (n, n_L): the data, any layout; sw (n,) sample weights or an
-    empty array. ``orders`` (E, n) int64: the row order of each epoch of this
-    block, or (0, n) for data order. ``gather``: copy each batch into xb/yb/swb
-    (capacity, n_0)/(capacity, n_L)/(capacity,) first; required when x or y is
-    not C-contiguous or the rows are shuffled. ``position`` int64 (3,): (epoch
-    within the block, first row of the next batch, optimizer step count),
-    updated in place. ``loss_sums`` (E,) float64 accumulates each epoch's sum of
-    batch J times batch size. ``fused_lr``: the learning rate of fastbp.Network's
-    fused SGD (with ``state`` None); None (the default) for the scikit-learn
-    optimizers. Fused SGD stops early at a non-finite loss, before that batch's
-    update. ``stop`` (1,) uint8: checked before every step; another thread sets
-    it to end the chunk early (Ctrl-C).
+    ``epoch`` indexes ``loss_sums`` (E,) float64, which accumulates each epoch's
+    sum of batch J times batch size; ``row`` is the first row of the next batch
+    in that epoch's order. ``stop`` (1,) uint8: checked before every step; another
+    thread sets it to end the chunk early (Ctrl-C).
 
-    Returns 1 if it stopped on a non-finite loss, else 0.
+    Returns (epoch, row, status): where the next step would start, and status 1
+    if it stopped on a non-finite loss (fused SGD only), else 0.
     """
+    x, y, sw, orders = data.x, data.y, data.sw, data.orders
     n = x.shape[0]
-    epoch = position[0]
-    start = position[1]
     steps = 0
     status = 0
     while epoch < loss_sums.size and steps < max_steps and stop[0] == 0:
-        m = min(batch_size, n - start)
-        if gather:
+        m = min(data.batch_size, n - row)
+        if data.gather:
             # An empty order means data order.
             order = orders[epoch] if orders.shape[0] > 0 else orders.reshape(-1)[:0]
-            gather_rows(x, order, start, m, xb)
-            gather_rows(y, order, start, m, yb)
-            gather_weights(sw, order, start, m, swb)
-            xin = _views.row_range(xb, 0, m)
-            yin = _views.row_range(yb, 0, m)
-            swin = swb[:m] if sw.size > 0 else swb[:0]
+            gather_rows(x, order, row, m, data.xb)
+            gather_rows(y, order, row, m, data.yb)
+            gather_weights(sw, order, row, m, data.swb)
+            xin = _views.row_range(data.xb, 0, m)
+            yin = _views.row_range(data.yb, 0, m)
+            swin = data.swb[:m] if sw.size > 0 else data.swb[:0]
         else:
-            xin = _views.row_range(x, start, m)
-            yin = _views.row_range(y, start, m)
-            swin = sw[start : start + m] if sw.size > 0 else sw[:0]
-        loss_value = _step(
-            xin,
-            yin,
-            swin,
-            sizes,
-            w_off,
-            b_off,
-            a_off,
-            activations,
-            loss,
-            params,
-            grads,
-            acts,
-            deltas,
-            opt,
-            hyper,
-            state,
-            position,
-            threads,
-            fused_lr,
-        )
-        if state is None:  # noqa: SIM102  (OPT_FUSED; pruned at compile time)
-            if not math.isfinite(loss_value):
-                status = 1
-                break
+            xin = _views.row_range(x, row, m)
+            yin = _views.row_range(y, row, m)
+            swin = sw[row : row + m] if sw.size > 0 else sw[:0]
+        loss_value = _step(xin, yin, swin, net, bufs, objective, opt, threads)
+        if _diverged(opt, loss_value):
+            status = 1
+            break
         loss_sums[epoch] += loss_value * m
         steps += 1
-        start += m
-        if start >= n:
-            start = 0
+        row += m
+        if row >= n:
+            row = 0
             epoch += 1
-    position[0] = epoch
-    position[1] = start
-    return status
+    return epoch, row, status

@@ -102,13 +102,14 @@ def kernel_threads(sizes: Sequence[int], rows: int, min_work: int) -> int | None
     """The ``threads`` argument of fastbp's kernels for batches of ``rows``.
 
     None (serial code, never even compiled in parallel) unless in reproducible
-    mode with more than one thread and a product of at least ``min_work``
-    multiply-adds, where splitting over threads pays.
+    mode with a product of at least ``min_work`` multiply-adds, where splitting
+    over threads pays.
     """
-    n = get_num_threads()
-    if not _reproducible or n == 1:
+    if not _reproducible:
         return None
-    return n if _largest_product(sizes, rows) >= min_work else None
+    # Also on one thread: big products are then cut into the same column blocks
+    # as on several, which is what makes their results independent of the count.
+    return get_num_threads() if _largest_product(sizes, rows) >= min_work else None
 
 
 def _largest_product(sizes: Sequence[int], rows: int) -> int:

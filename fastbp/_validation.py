@@ -69,9 +69,22 @@ def check_sizes(sizes: Any) -> np.ndarray:
 
 
 def all_finite(a: np.ndarray) -> bool:
-    """Whether every element of ``a`` is finite, checked in bounded memory."""
-    if a.ndim < 2 or a.size <= _FINITE_CHUNK:
+    """Whether every element of the float array ``a`` is finite, in bounded memory.
+
+    Small arrays: one element-wise check. Large ones: a sum first (one pass, no
+    temporary array), which is finite unless an element is not or the sum
+    overflows; only then an element-wise check, a chunk of rows at a time.
+    """
+    if a.size <= _FINITE_CHUNK:
         return bool(np.isfinite(a).all())
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(a.sum()):
+            return True
+    if a.ndim < 2:
+        return all(
+            bool(np.isfinite(a[i : i + _FINITE_CHUNK]).all())
+            for i in range(0, a.size, _FINITE_CHUNK)
+        )
     step = max(1, _FINITE_CHUNK // (a.size // a.shape[0]))
     return all(bool(np.isfinite(a[i : i + step]).all()) for i in range(0, a.shape[0], step))
 

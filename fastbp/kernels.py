@@ -68,6 +68,10 @@ _TRANSPOSED = np.bool_(True)
 
 # Column blocks start at multiples of this (the widest SIMD vector, in floats).
 _ALIGN = 16
+# Big products are cut into at most _MAX_BLOCKS blocks of at least _BLOCK_COLUMNS
+# output columns (enough blocks to keep 16 threads busy, each a full BLAS call).
+_BLOCK_COLUMNS = 64
+_MAX_BLOCKS = 16
 
 
 # -- products ------------------------------------------------------------------
@@ -110,10 +114,16 @@ def _product(alpha, a, trans_a, b, trans_b, beta, c):
 
 @jit
 def _n_blocks(n, work, threads, threshold):
-    """How many blocks to split n columns into: one per thread if ``work`` pays for it."""
+    """How many blocks to split n columns into, if ``work`` pays for it.
+
+    The count depends on n only, never on ``threads``: OpenBLAS may round a product
+    and the same product cut into column blocks differently (its kernels depend on
+    the operands' shapes; seen with OpenBLAS 0.3.30 in float32), so the cut must be
+    the same on 1 thread as on 2 for results not to depend on the thread count.
+    """
     if work < threshold:
         return 1
-    return max(1, min(threads, n // _ALIGN))
+    return max(1, min(_MAX_BLOCKS, n // _BLOCK_COLUMNS))
 
 
 @jit

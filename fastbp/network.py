@@ -17,10 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from fastbp import _loop, kernels, reference
-from fastbp._interrupt import watch as watch_sigint
-from fastbp._jit import PARALLEL_GEMM
-from fastbp._threads import compute_threads, kernel_threads
+from fastbp import engine, kernels
 from fastbp._validation import (
     FLOAT_DTYPES,
     all_finite,
@@ -32,18 +29,9 @@ from fastbp._validation import (
     check_sizes,
     check_targets,
 )
+from fastbp.engine.init import glorot_uniform
 
 FORMAT_VERSION = 1
-# A compiled chunk of training runs about this long before returning to Python,
-# which then handles Ctrl-C, progress bars and callbacks.
-_CHUNK_SECONDS = 0.1
-# How much longer than the previous one a chunk may be (its target comes from
-# the previous chunk's speed, which a burst of load elsewhere can distort).
-_CHUNK_GROWTH = 1000
-# Most shuffled row orders generated at once (int64 entries).
-_ORDER_BUDGET = 1 << 20
-# Rows per forward pass in predict and loss: bounds their scratch memory.
-_EVAL_ROWS = 4096
 # "No sample weights" for the compiled loop: an empty array of the data's dtype.
 _NO_WEIGHTS = {dt: np.empty(0, dtype=dt) for dt in FLOAT_DTYPES}
 
@@ -76,27 +64,6 @@ class History:
 
     loss: np.ndarray = field(default_factory=lambda: np.empty(0))
     seconds: float = 0.0
-
-
-class Layout:
-    """Where each layer's weights, biases and activations sit in the flat buffers."""
-
-    def __init__(self, sizes: np.ndarray) -> None:
-        self.sizes = sizes
-        n_in, n_out = sizes[:-1], sizes[1:]
-        per_layer = n_in * n_out + n_out
-        starts = np.concatenate(([0], np.cumsum(per_layer)[:-1])).astype(np.int64)
-        self.w_off = starts
-        self.b_off = (starts + n_in * n_out).astype(np.int64)
-        self.n_params = int(per_layer.sum())
-        self.n_units = int(n_out.sum())
-        # Every layer of a Network is logistic (its loss is LOSS_MSE: loss=None in _loop).
-        self.activations = np.full(sizes.size - 1, kernels.LOGISTIC, dtype=np.int64)
-
-    def act_offsets(self, capacity: int) -> np.ndarray:
-        """Start of each layer's slot in an activation buffer of ``capacity`` rows."""
-        widths = self.sizes[1:]
-        return (capacity * np.concatenate(([0], np.cumsum(widths)[:-1]))).astype(np.int64)
 
 
 class Network:
@@ -134,23 +101,18 @@ class Network:
             seed = check_int("seed", seed, minimum=0)
         self._init(sizes, dt)
         self._rng = np.random.default_rng(seed)
-        weights, biases = reference.init_params_from(sizes, dt, self._rng)
+        weights, biases = glorot_uniform(sizes, dt, self._rng)
         for view, value in zip(
             self._weight_views + self._bias_views, weights + biases, strict=True
         ):
             view[...] = value
 
     def _init(self, sizes: np.ndarray, dtype: np.dtype) -> None:
-        self._layout = Layout(sizes)
+        # Every layer is logistic, and the loss is the mean squared error (None).
+        self._layout = engine.Layout(sizes, np.full(sizes.size - 1, kernels.LOGISTIC))
         self._dtype = dtype
         self._params = np.zeros(self._layout.n_params, dtype=dtype)
-        self._weight_views, self._bias_views = [], []
-        for layer in range(len(sizes) - 1):
-            n_in, n_out = int(sizes[layer]), int(sizes[layer + 1])
-            w0 = self._layout.w_off[layer]
-            b0 = self._layout.b_off[layer]
-            self._weight_views.append(self._params[w0 : w0 + n_in * n_out].reshape(n_in, n_out))
-            self._bias_views.append(self._params[b0 : b0 + n_out])
+        self._weight_views, self._bias_views = self._layout.views(self._params)
         self._weights = list(self._weight_views)
         self._biases = list(self._bias_views)
 
@@ -227,56 +189,11 @@ class Network:
 
     # -- evaluation --------------------------------------------------------------
 
-    def _threads(self, rows: int) -> int | None:
-        """The kernels' ``threads`` argument for batches of ``rows``."""
-        return kernel_threads(self._layout.sizes, rows, PARALLEL_GEMM)
-
     def _check_xy(self, X: Any, Y: Any) -> tuple[np.ndarray, np.ndarray]:
         sizes = self._layout.sizes
         x = check_data("X", X, self._dtype, int(sizes[0]))
         y = check_targets("Y", Y, self._dtype, int(sizes[-1]), x.shape[0])
         return x, y
-
-    def _forward_pass(
-        self, x: np.ndarray, a_off: np.ndarray, acts: np.ndarray, threads: int | None
-    ) -> None:
-        """Fill ``acts`` (slots at ``a_off``) with every layer's output for x."""
-        lay = self._layout
-        _loop.forward_pass(
-            x,
-            lay.sizes,
-            lay.w_off,
-            lay.b_off,
-            a_off,
-            self._params,
-            acts,
-            lay.activations,
-            None,
-            threads,
-        )
-
-    def _eval_buffers(self, n: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
-        capacity = min(n, _EVAL_ROWS)
-        acts = np.empty(capacity * self._layout.n_units, dtype=self._dtype)
-        xb = np.empty((capacity, int(self._layout.sizes[0])), dtype=self._dtype)
-        return capacity, self._layout.act_offsets(capacity), acts, xb
-
-    def _forward_chunks(self, x: np.ndarray):
-        """Yield (start, stop, output view) for consecutive row chunks of x."""
-        lay = self._layout
-        capacity, a_off, acts, xb = self._eval_buffers(x.shape[0])
-        threads = self._threads(capacity)
-        top = len(lay.sizes) - 2
-        order = np.empty(0, dtype=np.int64)
-        for start in range(0, x.shape[0], capacity):
-            m = min(capacity, x.shape[0] - start)
-            if x.flags.c_contiguous:
-                xin = x[start : start + m]
-            else:
-                _loop.gather_rows(x, order, start, m, xb)
-                xin = xb[:m]
-            self._forward_pass(xin, a_off, acts, threads)
-            yield start, start + m, _loop.rows(acts, a_off[top], m, int(lay.sizes[-1]))
 
     def predict(self, X: Any) -> np.ndarray:
         """Network outputs.
@@ -291,11 +208,7 @@ class Network:
         """
         self._sync()
         x = check_data("X", X, self._dtype, int(self._layout.sizes[0]))
-        out = np.empty((x.shape[0], int(self._layout.sizes[-1])), dtype=self._dtype)
-        with compute_threads():
-            for start, stop, a in self._forward_chunks(x):
-                out[start:stop] = a
-        return out
+        return engine.forward(self._layout, self._params, x)
 
     def loss(self, X: Any, Y: Any) -> float:
         """``J = (1/M) * sum_i ||a_i - y_i||^2`` over the M samples of (X, Y).
@@ -305,10 +218,9 @@ class Network:
         self._sync()
         x, y = self._check_xy(X, Y)
         total = 0.0
-        with compute_threads():
-            for start, stop, a in self._forward_chunks(x):
-                d = a - y[start:stop]
-                total += float(np.vdot(d, d))
+        for start, stop, a in engine.iter_forward(self._layout, self._params, x):
+            d = a - y[start:stop]
+            total += float(np.vdot(d, d))
         return total / x.shape[0]
 
     def gradients(self, X: Any, Y: Any) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -320,42 +232,12 @@ class Network:
         """
         self._sync()
         x, y = self._check_xy(X, Y)
-        lay = self._layout
-        n = x.shape[0]
-        acts = np.empty(n * lay.n_units, dtype=self._dtype)
-        deltas = np.empty_like(acts)
-        grads = np.empty_like(self._params)
-        a_off = lay.act_offsets(n)
         # The compiled passes take C-contiguous data; gradients are a diagnostic
         # on one batch, so a contiguous copy of other layouts is acceptable here.
-        x = np.ascontiguousarray(x)
-        y = np.ascontiguousarray(y)
-        with compute_threads():
-            threads = self._threads(n)
-            self._forward_pass(x, a_off, acts, threads)
-            _loop.backward_pass(
-                x,
-                y,
-                _NO_WEIGHTS[self._dtype],
-                lay.sizes,
-                lay.w_off,
-                lay.b_off,
-                a_off,
-                self._params,
-                acts,
-                grads,
-                deltas,
-                lay.activations,
-                None,
-                0.0,
-                None,
-                threads,
-            )
-        dws, dbs = [], []
-        for layer in range(len(lay.sizes) - 1):
-            dw, db = _loop.layer_params(grads, lay.sizes, lay.w_off, lay.b_off, layer)
-            dws.append(dw.copy())
-            dbs.append(db.copy())
+        _, grads = engine.loss_and_gradient(
+            self._layout, self._params, np.ascontiguousarray(x), np.ascontiguousarray(y)
+        )
+        dws, dbs = self._layout.views(grads)
         return dws, dbs
 
     # -- training ------------------------------------------------------------------
@@ -423,13 +305,24 @@ class Network:
 
         n = x.shape[0]
         batch = n if batch_size is None else min(batch_size, n)
-        trainer = _Trainer(self, x, y, batch, lr, shuffle, per_epoch=callback is not None)
+        trainer = engine.Trainer(
+            self._layout,
+            self._params,
+            x,
+            y,
+            _NO_WEIGHTS[self._dtype],
+            batch,
+            engine.FusedSGD(self._layout.n_params, self._dtype, lr),
+            shuffle=self._shuffle if shuffle else None,
+            stop_on_divergence=True,
+            per_epoch=callback is not None,
+        )
         losses = np.empty(epochs)
         bar = _progress_bar(epochs) if progress else None
         done = 0
         try:
-            with compute_threads(self._layout.sizes, batch):
-                for count, block in trainer.run(epochs):
+            with contextlib.closing(trainer.run(epochs)) as runs:
+                for count, block in runs:
                     losses[done : done + count] = block
                     for k in range(count):
                         answer = None if callback is None else callback(done + k, float(block[k]))
@@ -440,7 +333,7 @@ class Network:
                     if bar is not None:
                         bar.update(count)
                         bar.set_postfix(loss=f"{block[count - 1]:.6g}")
-        except _Diverged:
+        except engine.Diverged:
             history = History(losses[:done].copy(), time.perf_counter() - t0)
             raise DivergenceError(
                 f"training diverged in epoch {done} (non-finite loss or "
@@ -451,6 +344,13 @@ class Network:
             if bar is not None:
                 bar.close()
         return History(losses, time.perf_counter() - t0)
+
+    def _shuffle(self, orders: np.ndarray) -> None:
+        """Fill each row of ``orders`` with a permutation of the rows, from the
+        network's generator (the same draws as ``rng.permutation(n)``)."""
+        for order in orders:
+            order[:] = np.arange(order.size)
+            self._rng.shuffle(order)
 
     # -- files -----------------------------------------------------------------------
 
@@ -630,135 +530,6 @@ def _check_member_sizes(zf: zipfile.ZipFile) -> None:
                 raise ValueError(
                     f"entry {info.filename} announces {needed} bytes but holds {info.file_size}"
                 )
-
-
-class _Diverged(Exception):
-    """A chunk hit a non-finite loss or weights; its starting weights are restored."""
-
-
-class _Trainer:
-    """Buffers of one fit, and the loop that feeds the compiled chunks."""
-
-    def __init__(
-        self,
-        net: Network,
-        x: np.ndarray,
-        y: np.ndarray,
-        batch: int,
-        lr: float,
-        shuffle: bool,
-        per_epoch: bool = False,
-    ) -> None:
-        lay = net._layout
-        dtype = net._dtype
-        self.net, self.x, self.y, self.batch, self.lr, self.shuffle = net, x, y, batch, lr, shuffle
-        # End every chunk with an epoch, so that a callback can stop training exactly there.
-        self.per_epoch = per_epoch
-        self.gather = shuffle or not (x.flags.c_contiguous and y.flags.c_contiguous)
-        self.grads = np.zeros_like(net._params)
-        self.snapshot = np.empty_like(net._params)
-        self.acts = np.empty(batch * lay.n_units, dtype=dtype)
-        self.deltas = np.empty_like(self.acts)
-        self.a_off = lay.act_offsets(batch)
-        rows = batch if self.gather else 0
-        self.xb = np.empty((rows, x.shape[1]), dtype=dtype)
-        self.yb = np.empty((rows, y.shape[1]), dtype=dtype)
-        self.position = np.zeros(3, dtype=np.int64)
-        self.no_weights = _NO_WEIGHTS[dtype]
-        self.hyper = np.zeros(6)  # the scikit-learn optimizers' settings: unused here
-        self.threads = net._threads(batch)
-        self.stop = np.zeros(1, dtype=np.uint8)
-        n = x.shape[0]
-        self.block = max(1, _ORDER_BUDGET // n) if shuffle else 0
-        self.orders = np.empty((self.block, n), dtype=np.int64)
-
-    def run(self, epochs: int):
-        """Yield (count, losses) for each run of completed epochs, in order."""
-        with contextlib.ExitStack() as stack:
-            yield from self._run(epochs, stack)
-
-    def _run(self, epochs: int, stack: contextlib.ExitStack):
-        n = self.x.shape[0]
-        per_epoch = -(-n // self.batch)
-        max_steps = 1
-        done = 0
-        watching = False
-        while done < epochs:
-            count = min(epochs - done, self.block) if self.shuffle else epochs - done
-            orders = self.orders[:count]
-            for k in range(orders.shape[0]):
-                orders[k] = np.arange(n)
-                self.net._rng.shuffle(orders[k])  # the same draws as rng.permutation(n)
-            loss_sums = np.zeros(count)
-            self.position[:] = 0
-            reported = 0
-            while self.position[0] < count:
-                np.copyto(self.snapshot, self.net._params)
-                steps = max_steps
-                if self.per_epoch:  # no more steps than the current epoch has left
-                    steps = min(steps, -(-(n - int(self.position[1])) // self.batch))
-                t = time.perf_counter()
-                try:
-                    status = self._chunk(orders, loss_sums, steps)
-                    elapsed = time.perf_counter() - t
-                    diverged = status or not all_finite(self.net._params)
-                except BaseException:  # Ctrl-C landing between a chunk and its check
-                    if not all_finite(self.net._params):
-                        np.copyto(self.net._params, self.snapshot)
-                    raise
-                if diverged:
-                    np.copyto(self.net._params, self.snapshot)
-                    raise _Diverged
-                finished = int(self.position[0])
-                if finished > reported:
-                    yield finished - reported, loss_sums[reported:finished] / n
-                    done += finished - reported
-                    reported = finished
-                # Aim each chunk at _CHUNK_SECONDS. The first chunk is one step;
-                # its time includes the call's fixed cost, so it overestimates a
-                # step and the next chunk comes out shorter than aimed, never longer.
-                seconds_per_step = max(elapsed, 1e-9) / steps
-                target = int(_CHUNK_SECONDS / seconds_per_step)
-                max_steps = max(1, min(max_steps * _CHUNK_GROWTH, target))
-                # Steps still to run: if they take longer than one chunk, let Ctrl-C
-                # cut chunks short (a watcher thread costs 0.14 ms to start and stop).
-                left = (epochs - done) * per_epoch - -(-int(self.position[1]) // self.batch)
-                if not watching and left * seconds_per_step > _CHUNK_SECONDS:
-                    stack.enter_context(watch_sigint(self.stop))
-                    watching = True
-
-    def _chunk(self, orders: np.ndarray, loss_sums: np.ndarray, max_steps: int) -> int:
-        lay = self.net._layout
-        return _loop.train_chunk(
-            self.x,
-            self.y,
-            self.no_weights,
-            orders,
-            self.gather,
-            lay.sizes,
-            lay.w_off,
-            lay.b_off,
-            self.a_off,
-            lay.activations,
-            None,
-            self.net._params,
-            self.grads,
-            self.acts,
-            self.deltas,
-            self.xb,
-            self.yb,
-            self.no_weights,
-            _loop.OPT_FUSED,
-            self.hyper,
-            None,
-            self.batch,
-            self.position,
-            max_steps,
-            self.stop,
-            loss_sums,
-            self.threads,
-            self.lr,
-        )
 
 
 def _progress_bar(total: int):

@@ -35,7 +35,7 @@ SCRIPT = textwrap.dedent(
     from numba.core.runtime import rtsys
     import fastbp
     from fastbp._threads import compute_threads
-    from fastbp.network import _Trainer
+    from fastbp import _loop, engine
 
     sizes, n, batch, shuffle, reproducible = json.loads(sys.argv[1])
     fastbp.set_reproducible(reproducible)
@@ -46,16 +46,23 @@ SCRIPT = textwrap.dedent(
     net.fit(X, Y, epochs=2, lr=0.1, batch_size=batch, shuffle=shuffle)  # compile
     out = {"threads": None}
 
-    trainer = _Trainer(net, X, Y, batch or n, 0.1, shuffle)
+    opt = engine.FusedSGD(net._layout.n_params, np.float32, 0.1)
+    no_weights = np.empty(0, dtype=np.float32)
+    keep = (lambda orders: None) if shuffle else None
+    trainer = engine.Trainer(
+        net._layout, net._params, X, Y, no_weights, batch or n, opt, shuffle=keep
+    )
     out["threads"] = trainer.threads
     epochs = 600
-    orders = np.tile(np.arange(n), (epochs, 1)) if shuffle else trainer.orders
+    orders = np.tile(np.arange(n), (epochs, 1)) if shuffle else trainer.no_order
+    data = _loop.Data(
+        X, Y, no_weights, orders, trainer.batch, trainer.gather, trainer.xb, trainer.yb, trainer.swb
+    )
     for steps in (1, 500):
         loss_sums = np.zeros(epochs)
-        trainer.position[:] = 0
         with compute_threads():
             before = rtsys.get_allocation_stats().alloc
-            trainer._chunk(orders, loss_sums, steps)
+            trainer._chunk(data, 0, 0, steps, loss_sums)
             out[f"nrt_{steps}"] = rtsys.get_allocation_stats().alloc - before
 
     for epochs in (5, 50):

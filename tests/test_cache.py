@@ -82,3 +82,41 @@ def test_cache_off(tmp_path, cold):
     result = _run(tmp_path, threads=2, FASTBP_CACHE="0")
     assert _index_files(tmp_path) == []
     assert result["digest"] == cold[1]["digest"]
+
+
+def _hits_after_fit(package_parent: Path, cache_dir: Path) -> int:
+    """Cache hits of the training loop in a fresh process importing fastbp from
+    ``package_parent``, after one tiny fit."""
+    code = (
+        "import numpy as np, fastbp\n"
+        "from fastbp import _loop\n"
+        f"assert fastbp.__file__.startswith({str(package_parent)!r})\n"
+        "fastbp.Network([2, 3, 1], seed=0).fit(np.zeros((4, 2)), np.zeros(4), epochs=1)\n"
+        "print(sum(_loop.train_chunk.stats.cache_hits.values()))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(package_parent), "NUMBA_CACHE_DIR": str(cache_dir)}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return int(proc.stdout.strip().splitlines()[-1])
+
+
+def test_a_change_in_another_module_recompiles(tmp_path):
+    """The training loop links in the kernels' machine code: editing kernels.py
+    alone must not let the loop load its stale cached code (Numba's own stamp
+    covers the cached function's file only)."""
+    import shutil
+
+    import fastbp
+
+    copy = tmp_path / "src"
+    shutil.copytree(
+        Path(fastbp.__file__).parent, copy / "fastbp", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    cache = tmp_path / "cache"
+    assert _hits_after_fit(copy, cache) == 0  # cold
+    assert _hits_after_fit(copy, cache) > 0  # warm
+    kernels = copy / "fastbp" / "kernels.py"
+    kernels.write_text(kernels.read_text() + "\n# edited\n")
+    assert _hits_after_fit(copy, cache) == 0  # the edit recompiled the loop

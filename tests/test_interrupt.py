@@ -44,13 +44,13 @@ def test_ctrl_c_right_after_a_diverging_chunk_keeps_finite_weights(monkeypatch):
     import numpy as np
 
     import fastbp
-    from fastbp import network
+    from fastbp.engine import driver
 
     x = np.random.default_rng(0).standard_normal((32, 6))
     y = np.zeros((32, 2))
     net = fastbp.Network([6, 8, 2], seed=0)
     start = [p.copy() for p in net.weights + net.biases]
-    real = network.all_finite
+    real = driver.all_finite
     calls = []
 
     def interrupted(a):
@@ -59,7 +59,7 @@ def test_ctrl_c_right_after_a_diverging_chunk_keeps_finite_weights(monkeypatch):
             raise KeyboardInterrupt
         return real(a)
 
-    monkeypatch.setattr(network, "all_finite", interrupted)
+    monkeypatch.setattr(driver, "all_finite", interrupted)
     with pytest.raises(KeyboardInterrupt):
         net.fit(x, y, epochs=5, lr=float(np.finfo(np.float64).max))
     assert calls, "the check was not reached"

@@ -47,7 +47,7 @@ from sklearn.exceptions import ConvergenceWarning, DataConversionWarning, Undefi
 from sklearn.utils._param_validation import InvalidParameterError
 
 import fastbp
-from fastbp import _loop
+from fastbp import _loop, engine
 from fastbp import sklearn as fb
 
 SCRIPT = Path(__file__).parent / "scripts" / "sklearn_child.py"
@@ -93,14 +93,14 @@ def all_finite(est) -> bool:
 def kernel_calls():
     """Count the calls of every compiled entry point the estimators use.
 
-    The estimators' module gets a stand-in for ``fastbp._loop`` whose entry points
+    The engine's modules get a stand-in for ``fastbp._loop`` whose entry points
     count their calls; ``fastbp._loop`` itself is left alone, because compiled code
     resolves its globals there when it is first compiled (here, possibly inside
     this context): a counting Python function in its place would not compile.
     """
     calls: list[str] = []
     stand_in = types.SimpleNamespace(**vars(_loop))
-    for name in ("train_chunk", "loss_grad", "forward_pass"):
+    for name in ("train_chunk", "loss_grad", "forward"):
         real = getattr(_loop, name)
 
         def counting(*args, _real=real, _name=name):
@@ -109,7 +109,8 @@ def kernel_calls():
 
         setattr(stand_in, name, counting)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(fb, "_loop", stand_in)
+        for module in (engine.driver, engine.blocks, engine.predict):
+            mp.setattr(module, "_loop", stand_in)
         yield calls
 
 
@@ -908,15 +909,16 @@ def test_ctrl_c_right_after_a_diverging_epoch_keeps_finite_weights(monkeypatch):
     """KeyboardInterrupt between a compiled epoch that went non-finite and its check:
     fit still ends with the weights of the last finite epoch (and the error)."""
     real = _loop.train_chunk
-    calls = []
+    epochs = []
 
     def chunk(*args):
-        calls.append(1)
-        status = real(*args)
-        if len(calls) == 3:
-            args[11][:] = np.nan  # params
+        result = real(*args)
+        if result[0] > args[5]:  # the chunk ended an epoch (it started at args[5])
+            epochs.append(1)
+        if len(epochs) == 3:
+            args[2].params[:] = np.nan  # the Buffers bundle's params
             raise KeyboardInterrupt
-        return status
+        return result
 
     monkeypatch.setattr(_loop, "train_chunk", chunk)
     x, y = train_data("MLPRegressor", 40)

@@ -1,0 +1,277 @@
+"""The chunked driver: every front end's training runs through :class:`Trainer`.
+
+Compiled code cannot be interrupted, report progress or call back into Python,
+so training runs in compiled chunks of about :data:`CHUNK_SECONDS`, and between
+chunks the driver handles Ctrl-C, divergence, progress bars and callbacks. It
+also owns the fit's buffers (made once, reused by every chunk), the thread
+limits (:func:`fastbp._threads.compute_threads` around the whole run) and the
+one snapshot/rollback mechanism (:class:`Snapshot`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from fastbp import _loop
+from fastbp._interrupt import watch as watch_sigint
+from fastbp._jit import PARALLEL_GEMM, announce_compile
+from fastbp._threads import compute_threads, kernel_threads
+from fastbp._validation import all_finite
+from fastbp.engine.layout import Layout
+from fastbp.engine.optimizers import Optimizer
+
+# A compiled chunk of training runs about this long before returning to Python.
+CHUNK_SECONDS = 0.1
+# How much longer than the previous one a chunk may be (its target comes from the
+# previous chunk's speed, which a burst of load elsewhere can distort).
+CHUNK_GROWTH = 1000
+# Most shuffled row orders generated at once (int64 entries).
+ORDER_BUDGET = 1 << 20
+
+
+def threads_for(layout: Layout, rows: int) -> int | None:
+    """The kernels' ``threads`` argument for batches of ``rows`` (one picker for all)."""
+    return kernel_threads(layout.sizes, rows, PARALLEL_GEMM)
+
+
+def _array_kind(a: np.ndarray) -> tuple:
+    flags = a.flags
+    return (a.dtype.char, a.ndim, flags.c_contiguous, flags.f_contiguous, flags.writeable)
+
+
+class Diverged(Exception):
+    """A chunk hit a non-finite loss or weights; its starting state is restored."""
+
+
+class Snapshot:
+    """A copy of the parameters and optimizer state, and a way back to it.
+
+    Saved into spare buffers and published by one assignment, so that a
+    KeyboardInterrupt landing in the middle of a save leaves the previous
+    snapshot whole. ``extra`` carries whatever else a front end wants restored
+    with it (its bookkeeping).
+    """
+
+    def __init__(self, params: np.ndarray, opt: Optimizer) -> None:
+        self.params, self.opt = params, opt
+        self.spare = (np.empty_like(params), np.empty_like(opt.state))
+        self.saved: tuple | None = None
+
+    def save(self, extra: Any = None) -> None:
+        params, state = self.spare
+        np.copyto(params, self.params)
+        np.copyto(state, self.opt.state)
+        saved = (params, state, self.opt.t, self.opt.learning_rate, extra)
+        if self.saved is None:
+            self.spare = (np.empty_like(params), np.empty_like(state))
+        else:
+            self.spare = self.saved[:2]
+        self.saved = saved
+
+    def save_if_finite(self, extra: Any = None) -> None:
+        if all_finite(self.params):
+            self.save(extra)
+
+    def restore(self) -> Any:
+        """Put parameters and optimizer back; return the saved ``extra`` (None if
+        nothing was ever saved, and then nothing changes)."""
+        if self.saved is None:
+            return None
+        params, state, t, lr, extra = self.saved
+        np.copyto(self.params, params)
+        np.copyto(self.opt.state, state)
+        self.opt.t, self.opt.learning_rate = t, lr
+        return extra
+
+
+class Trainer:
+    """One fit's buffers, and the loop that feeds the compiled chunks.
+
+    Parameters
+    ----------
+    layout : Layout
+    params : ndarray (n_params,)
+        Trained in place.
+    x, y : ndarray (n, n_0), (n, n_L)
+        In params' dtype, any layout (gathered batch by batch when not C-contiguous).
+    sw : ndarray (n,) or empty
+        Sample weights.
+    batch : int
+        Rows per step (a partial last batch is its own size).
+    opt : Optimizer
+    alpha : float
+        L2 penalty (with an objective, ``layout.loss`` not None).
+    shuffle : callable(orders) or None
+        Fills each row of the int64 array ``orders`` (count, n) with an epoch's row
+        order; None for data order.
+    stop_on_divergence : bool
+        After a chunk with a non-finite loss (fused SGD stops there) or weights,
+        restore the chunk's starting state and raise :class:`Diverged`.
+    per_epoch : bool
+        End every chunk with an epoch, and draw each epoch's row order only when it
+        starts, so that the caller can act (and stop) between epochs.
+    """
+
+    def __init__(
+        self,
+        layout: Layout,
+        params: np.ndarray,
+        x: np.ndarray,
+        y: np.ndarray,
+        sw: np.ndarray,
+        batch: int,
+        opt: Optimizer,
+        alpha: float = 0.0,
+        shuffle: Callable[[np.ndarray], None] | None = None,
+        stop_on_divergence: bool = False,
+        per_epoch: bool = False,
+    ) -> None:
+        dtype = params.dtype
+        n = x.shape[0]
+        self.layout, self.params, self.opt, self.batch = layout, params, opt, batch
+        self.n = n
+        self.shuffle = shuffle
+        self.stop_on_divergence = stop_on_divergence
+        self.per_epoch = per_epoch
+        self.objective = None if layout.loss is None else _loop.Objective(layout.loss, alpha)
+        gather = shuffle is not None or not (x.flags.c_contiguous and y.flags.c_contiguous)
+        rows = batch if gather else 0
+        acts = np.empty(batch * layout.n_units, dtype=dtype)
+        self.bufs = _loop.Buffers(params, np.zeros_like(params), acts, np.empty_like(acts))
+        self.net = layout.net(batch)
+        self.x, self.y, self.sw, self.gather = x, y, sw, gather
+        self.xb = np.empty((rows, x.shape[1]), dtype=dtype)
+        self.yb = np.empty((rows, y.shape[1]), dtype=dtype)
+        self.swb = np.empty(rows if sw.size else 0, dtype=dtype)
+        self.threads = threads_for(layout, batch)
+        self.stop = np.zeros(1, dtype=np.uint8)
+        self.snapshot = Snapshot(params, opt) if stop_on_divergence else None
+        # Row orders are drawn ahead for several epochs at once, except when the
+        # caller may stop between epochs: then no draw is made for an epoch not run.
+        self.block = 0 if shuffle is None else 1 if per_epoch else max(1, ORDER_BUDGET // n)
+        self.orders = np.empty((self.block, n), dtype=np.int64)
+        self.no_order = np.empty((0, n), dtype=np.int64)
+        self.max_steps = 1  # the first chunk measures the speed of a step
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return -(-self.n // self.batch)
+
+    def run(self, epochs: int) -> Iterator[tuple[int, np.ndarray]]:
+        """Train ``epochs`` epochs; yield (count, mean loss of each) for each run of
+        completed epochs, in order, with the thread limits in force (also while
+        the caller handles a yield)."""
+        with compute_threads(self.layout.sizes, self.batch), contextlib.ExitStack() as stack:
+            yield from self._run(epochs, stack)
+
+    def _run(self, epochs: int, stack: contextlib.ExitStack) -> Iterator[tuple[int, np.ndarray]]:
+        n, batch = self.n, self.batch
+        done = 0
+        watching = False
+        while done < epochs:
+            count = epochs - done
+            if self.shuffle is not None:
+                count = min(count, self.block)
+                orders = self.orders[:count]
+                self.shuffle(orders)
+            else:
+                orders = self.no_order
+            data = _loop.Data(
+                self.x, self.y, self.sw, orders, batch, self.gather, self.xb, self.yb, self.swb
+            )
+            loss_sums = np.zeros(count)
+            epoch = row = reported = 0
+            while epoch < count:
+                steps = self.max_steps
+                if self.per_epoch:  # no more steps than the current epoch has left
+                    steps = min(steps, -(-(n - row) // batch))
+                epoch, row, elapsed = self._chunk(data, epoch, row, steps, loss_sums)
+                if epoch > reported:
+                    yield epoch - reported, loss_sums[reported:epoch] / n
+                    done += epoch - reported
+                    reported = epoch
+                # Aim each chunk at CHUNK_SECONDS. The first chunk is one step; its
+                # time includes the call's fixed cost, so it overestimates a step and
+                # the next chunk comes out shorter than aimed, never longer.
+                seconds_per_step = max(elapsed, 1e-9) / steps
+                target = int(CHUNK_SECONDS / seconds_per_step)
+                self.max_steps = max(1, min(self.max_steps * CHUNK_GROWTH, target))
+                # Steps still to run: if they take longer than one chunk, let Ctrl-C
+                # cut chunks short (a watcher thread costs 0.14 ms to start and stop).
+                left = (epochs - done) * self.steps_per_epoch - -(-row // batch)
+                if not watching and left * seconds_per_step > CHUNK_SECONDS:
+                    stack.enter_context(watch_sigint(self.stop))
+                    watching = True
+
+    def _variant(self, data: _loop.Data, bundle: Any) -> tuple:
+        """What selects a compiled variant of the loop, cheaply (see announce_compile)."""
+        return (
+            "train_chunk",
+            type(bundle),
+            self.objective is None,
+            self.threads is None,
+            data.gather,
+            self.sw.size > 0,
+            *(_array_kind(a) for a in (data.x, data.y)),
+        )
+
+    def steps(self, count: int, row: int = 0) -> tuple[int, float]:
+        """Run exactly ``count`` steps from ``row`` of the first pass over the rows,
+        wrapping around (a new order for each pass when shuffling), in one
+        compiled call. Returns (the next step's row, the mean loss of the steps)."""
+        passes = -(-(row + count * self.batch) // self.n) + 1
+        orders = self.no_order
+        if self.shuffle is not None:
+            orders = np.empty((passes, self.n), dtype=np.int64)
+            self.shuffle(orders)
+        data = _loop.Data(
+            self.x, self.y, self.sw, orders, self.batch, self.gather, self.xb, self.yb, self.swb
+        )
+        loss_sums = np.zeros(passes)
+        with compute_threads(self.layout.sizes, self.batch):
+            epoch, end, _ = self._chunk(data, 0, row, count, loss_sums)
+        rows = epoch * self.n + end - row
+        return end, float(loss_sums.sum()) / max(rows, 1)
+
+    def _chunk(
+        self, data: _loop.Data, epoch: int, row: int, steps: int, loss_sums: np.ndarray
+    ) -> tuple[int, int, float]:
+        """One compiled chunk; returns (epoch, row, seconds)."""
+        snapshot = self.snapshot
+        if snapshot is not None:
+            snapshot.save()
+        bundle = self.opt.bundle()
+        args = (
+            data,
+            self.net,
+            self.bufs,
+            self.objective,
+            bundle,
+            epoch,
+            row,
+            steps,
+            self.stop,
+            loss_sums,
+            self.threads,
+        )
+        announce_compile(_loop.train_chunk, args, self._variant(data, bundle))
+        t = time.perf_counter()
+        try:
+            epoch, row, status = _loop.train_chunk(*args)
+            elapsed = time.perf_counter() - t
+            self.opt.after_steps(bundle)
+            diverged = snapshot is not None and (status or not all_finite(self.params))
+        except BaseException:  # Ctrl-C landing between a chunk and its check
+            self.opt.after_steps(bundle)
+            if snapshot is not None and not all_finite(self.params):
+                snapshot.restore()
+            raise
+        if diverged:
+            snapshot.restore()
+            raise Diverged
+        return epoch, row, elapsed

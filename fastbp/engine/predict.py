@@ -1,0 +1,87 @@
+"""Chunked prediction: the network's outputs for any number of rows, any input form."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import scipy.sparse
+
+from fastbp import _loop
+from fastbp._threads import compute_threads
+from fastbp.engine.driver import threads_for
+from fastbp.engine.layout import Layout
+
+# Rows per forward pass: bounds the scratch memory of predict and loss.
+EVAL_ROWS = 4096
+
+
+def kernel_ready(x: Any, dtype: np.dtype) -> bool:
+    """Whether the kernels take x as it is: a writeable C-contiguous ndarray of dtype.
+
+    Other inputs are copied a chunk of rows at a time, so that each kernel is
+    compiled for one array type per dtype.
+    """
+    return (
+        isinstance(x, np.ndarray)
+        and x.dtype == dtype
+        and x.flags.c_contiguous
+        and x.flags.writeable
+    )
+
+
+def objective_of(layout: Layout) -> _loop.Objective | None:
+    """The compiled loop's objective argument for predicting (no penalty)."""
+    return None if layout.loss is None else _loop.Objective(layout.loss, 0.0)
+
+
+def iter_forward(
+    layout: Layout, params: np.ndarray, x: Any, threads_set: bool = False
+) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Yield (start, stop, outputs of rows start:stop) over consecutive chunks of x.
+
+    x (n, n_0): an ndarray of any dtype and layout, or a SciPy sparse matrix;
+    whatever is not :func:`kernel_ready` is converted one chunk at a time, never as
+    a whole, so predicting on data larger than memory (a memmap) needs no copy of
+    it. The yielded view is overwritten by the next chunk. ``threads_set``: the
+    caller is inside :func:`fastbp._threads.compute_threads` already.
+    """
+    dtype = params.dtype
+    n = x.shape[0]
+    if n == 0:
+        return
+    capacity = min(n, EVAL_ROWS)
+    acts = np.empty(capacity * layout.n_units, dtype=dtype)
+    net = layout.net(capacity)
+    top = int(net.a_off[-1])
+    k = int(layout.sizes[-1])
+    objective = objective_of(layout)
+    if scipy.sparse.issparse(x):
+        x = x.tocsr()
+    direct = kernel_ready(x, dtype)
+    xbuf = None if direct else np.empty((capacity, x.shape[1]), dtype=dtype)
+    threads = threads_for(layout, capacity)
+    limits = contextlib.nullcontext() if threads_set else compute_threads(layout.sizes, capacity)
+    with limits:
+        for start in range(0, n, capacity):
+            m = min(capacity, n - start)
+            if direct:
+                xin = x[start : start + m]
+            else:
+                chunk = x[start : start + m]
+                if scipy.sparse.issparse(chunk):
+                    chunk = chunk.toarray()
+                xin = xbuf[:m]
+                np.copyto(xin, chunk, casting="unsafe")
+            _loop.forward(xin, net, params, acts, objective, threads)
+            yield start, start + m, acts[top : top + m * k].reshape(m, k)
+
+
+def forward(layout: Layout, params: np.ndarray, x: Any, threads_set: bool = False) -> np.ndarray:
+    """The output layer for x: ndarray (n, n_L) in params' dtype (see :func:`iter_forward`)."""
+    out = np.empty((x.shape[0], int(layout.sizes[-1])), dtype=params.dtype)
+    for start, stop, a in iter_forward(layout, params, x, threads_set):
+        out[start:stop] = a
+    return out

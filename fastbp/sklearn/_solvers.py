@@ -1,0 +1,342 @@
+"""The solvers: L-BFGS through SciPy, and the epochs of 'sgd' and 'adam'.
+
+Both run on :mod:`fastbp.engine` (:class:`~fastbp.engine.Gradient` for L-BFGS,
+:class:`~fastbp.engine.Trainer` for the stochastic solvers) and do between
+epochs exactly what scikit-learn's ``_fit_stochastic`` does: the same iterations,
+learning-rate rules, stopping rules, warnings and printed lines.
+"""
+
+# Messages are kept byte for byte as scikit-learn formats them (%-formatting).
+# ruff: noqa: UP031
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import warnings
+from typing import Any
+
+import numpy as np
+import scipy
+import scipy.optimize
+from sklearn.base import is_classifier
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+
+from fastbp import engine
+from fastbp._threads import compute_threads
+from fastbp._validation import all_finite
+from fastbp.engine import optimizers
+from fastbp.sklearn._checks import private, train_x
+from fastbp.sklearn._transaction import Checkpoint, Transaction
+
+
+def fit_lbfgs(
+    est: Any, X: Any, y: np.ndarray, sample_weight: np.ndarray | None, txn: Transaction
+) -> bool:
+    """Train by L-BFGS-B; True if its result was not finite.
+
+    Then the weights are those of its last iterate with finite weights (the
+    starting point if none), and ``n_iter_`` and ``loss_`` are that iterate's.
+    """
+    layout, params = est._engine_state()  # in the weights' dtype: X's on a first fit
+    dtype = params.dtype
+    x = train_x(X, dtype)
+    yy = private(y, dtype, "y")
+    sw = (
+        np.empty(0, dtype)
+        if sample_weight is None
+        else private(sample_weight, dtype, "sample_weight")
+    )
+    gradient = engine.Gradient(layout, x, yy, sw, float(est.alpha))
+    start = params.astype(np.float64)
+    # The last iterate with finite weights: (x, iteration, loss).
+    last: list[Any] = [start.copy(), 0, None]
+
+    def loss_grad(packed: np.ndarray) -> tuple[float, np.ndarray]:
+        value, grads = gradient(packed)
+        if last[2] is None:  # the loss at the starting point
+            last[2] = value
+        # A new array each call: SciPy keeps references to the gradients it gets.
+        return value, grads.astype(np.float64)
+
+    iteration = [0]
+
+    def record(intermediate_result: Any) -> None:
+        iteration[0] += 1
+        x_k = intermediate_result.x
+        with np.errstate(over="ignore"):
+            finite = all_finite(x_k) and all_finite(x_k.astype(dtype))
+        if finite:
+            last[0][:] = x_k
+            last[1] = iteration[0]
+            last[2] = intermediate_result.fun
+
+    txn.commit()
+    with compute_threads(layout.sizes, x.shape[0]):
+        opt_res = scipy.optimize.minimize(
+            loss_grad,
+            start,
+            method="L-BFGS-B",
+            jac=True,
+            callback=record,
+            options={
+                "maxfun": est.max_fun,
+                "maxiter": est.max_iter,
+                "gtol": est.tol,
+                **_lbfgs_print_option(est.verbose),
+            },
+        )
+    est.n_iter_ = _check_lbfgs_result(opt_res, est.max_iter)
+    est.loss_ = opt_res.fun
+    with np.errstate(over="ignore"):
+        final = np.asarray(opt_res.x).astype(dtype)
+    diverged = not all_finite(final)
+    if diverged:
+        final = last[0].astype(dtype)
+        est.n_iter_ = min(last[1], est.max_iter)
+        est.loss_ = last[2]
+    est._set_params(layout, final)
+    return diverged
+
+
+def _lbfgs_print_option(verbose: Any) -> dict:
+    """``iprint`` as scikit-learn passes it: only to SciPy < 1.15, which still takes it."""
+    major, minor = (int(part) for part in scipy.__version__.split(".")[:2])
+    if (major, minor) >= (1, 15):
+        return {}
+    return {"iprint": 1 if verbose is True or verbose >= 1 else -1}
+
+
+def _check_lbfgs_result(result: Any, max_iter: int) -> int:
+    """Iterations of an L-BFGS-B run; a ConvergenceWarning if it did not converge."""
+    n_iter = min(result.nit, max_iter)
+    if result.status != 0:
+        msg = (
+            f"lbfgs failed to converge after {n_iter} iteration(s) "
+            f"(status={result.status}):\n{result.message}\n"
+        )
+        if n_iter == max_iter:
+            msg += (
+                f"\nIncrease the number of iterations to improve the "
+                f"convergence (max_iter={max_iter})."
+            )
+        msg += (
+            "\nYou might also want to scale the data as shown in:\n"
+            "    https://scikit-learn.org/stable/modules/preprocessing.html"
+        )
+        warnings.warn(msg, ConvergenceWarning, stacklevel=3)
+    return n_iter
+
+
+def _split_validation(est: Any, X: Any, y: np.ndarray, sample_weight: Any) -> tuple:
+    """scikit-learn's early-stopping split: (X_train, y_train, sw_train, X_val, y_val,
+    sw_val), the same calls on the same random state."""
+    if est.validation_fraction == 0:
+        # scikit-learn fails in train_test_split, with an error about its test_size.
+        raise ValueError(
+            "validation_fraction=0.0 leaves no validation set for early_stopping=True."
+        )
+    should_stratify = is_classifier(est) and est.n_outputs_ == 1
+    stratify = y if should_stratify else None
+    arrays = (X, y) if sample_weight is None else (X, y, sample_weight)
+    split = train_test_split(
+        *arrays,
+        random_state=est._random_state,
+        test_size=est.validation_fraction,
+        stratify=stratify,
+    )
+    X_train, X_val, y_train, y_val = split[:4]
+    sw_train, sw_val = (None, None) if sample_weight is None else split[4:]
+    if X_val.shape[0] < 2:
+        raise ValueError(
+            "The validation set is too small. Increase 'validation_fraction' "
+            "or the size of your dataset."
+        )
+    if is_classifier(est):
+        y_val = est._label_binarizer.inverse_transform(y_val)
+    return X_train, y_train, sw_train, X_val, y_val, sw_val
+
+
+def fit_stochastic(
+    est: Any,
+    X: Any,
+    y: np.ndarray,
+    sample_weight: np.ndarray | None,
+    incremental: bool,
+    txn: Transaction,
+) -> bool:
+    """Train by SGD or Adam; True if it left non-finite weights.
+
+    The epochs run as scikit-learn's do (same iterations, warnings, printed
+    lines), and every epoch that ends with finite weights is remembered; if
+    the weights are not finite at the end, the estimator is put back as it was
+    after the last such epoch (weights, optimizer, ``n_iter_``, ``t_``,
+    ``loss_curve_``...), or with early stopping gets the best weights as
+    always. Ctrl-C (SIGINT in the main thread) stops the fit within one step,
+    which then returns with the weights of the last complete step, as
+    scikit-learn's returns after the current batch.
+    """
+    if est.early_stopping and incremental:
+        # Checked first, before the optimizer is touched (scikit-learn raises
+        # this same error after creating one).
+        raise ValueError("partial_fit does not support early_stopping=True")
+    layout, params = est._engine_state()  # in the weights' dtype: X's on a first fit
+    dtype = params.dtype
+    if not incremental or not hasattr(est, "_optimizer"):
+        est._optimizer = optimizers.from_estimator(est.solver, est, layout.n_params, dtype)
+    opt = est._optimizer
+    est._continue_stochastic()
+    early_stopping = est.early_stopping
+    if early_stopping:
+        X_train, y_train, sw_train, X_val, y_val, sw_val = _split_validation(
+            est, X, y, sample_weight
+        )
+        x_val = train_x(X_val, dtype)
+    else:
+        X_train, y_train, sw_train = X, y, sample_weight
+        x_val = y_val = sw_val = None
+
+    x = train_x(X_train, dtype)
+    yy = private(y_train, dtype, "y")
+    sw = np.empty(0, dtype) if sw_train is None else private(sw_train, dtype, "sample_weight")
+    n_samples = x.shape[0]
+    if est.batch_size == "auto":
+        batch_size = min(200, n_samples)
+    else:
+        if est.batch_size > n_samples:
+            warnings.warn(
+                "Got `batch_size` less than 1 or larger than "
+                "sample size. It is going to be clipped",
+                stacklevel=3,
+            )
+        batch_size = int(np.clip(est.batch_size, 1, n_samples))
+
+    sample_idx = np.arange(n_samples, dtype=int)
+
+    def shuffle(orders: np.ndarray) -> None:
+        # What sklearn.utils.shuffle(sample_idx, random_state=rs) does, without its
+        # argument checks: the same draws, the same result.
+        nonlocal sample_idx
+        perm = np.arange(n_samples)
+        est._random_state.shuffle(perm)
+        sample_idx = sample_idx[perm]
+        orders[0] = sample_idx
+
+    opt.astype(dtype)  # weights set by hand in another dtype
+    trainer = engine.Trainer(
+        layout,
+        params,
+        x,
+        yy,
+        sw,
+        batch_size,
+        opt,
+        float(est.alpha),
+        shuffle=shuffle if est.shuffle else None,
+        per_epoch=True,
+    )
+    txn.commit()
+    good = Checkpoint(est, params, opt)
+    est.n_iter_ = 0
+    runs = trainer.run(est.max_iter)
+    try:
+        for _, losses in runs:  # one epoch at a time (per_epoch)
+            est._set_params(layout, params)
+            est.n_iter_ += 1
+            est.loss_ = float(losses[0])
+            est.t_ += n_samples
+            est.loss_curve_.append(est.loss_)
+            if est.verbose:
+                print("Iteration %d, loss = %.8f" % (est.n_iter_, est.loss_))
+            _update_no_improvement_count(est, early_stopping, layout, params, x_val, y_val, sw_val)
+            opt.iteration_ends(est.t_)
+            stopping = False
+            if est._no_improvement_count > est.n_iter_no_change:
+                if early_stopping:
+                    msg = (
+                        "Validation score did not improve more than "
+                        "tol=%f for %d consecutive epochs." % (est.tol, est.n_iter_no_change)
+                    )
+                else:
+                    msg = (
+                        "Training loss did not improve more than tol=%f"
+                        " for %d consecutive epochs." % (est.tol, est.n_iter_no_change)
+                    )
+                stopping = opt.trigger_stopping(msg, est.verbose)
+                if not stopping:
+                    est._no_improvement_count = 0
+            good.save_if_finite()
+            if stopping or incremental:
+                break
+            if est.n_iter_ == est.max_iter:
+                warnings.warn(
+                    "Stochastic Optimizer: Maximum iterations (%d) "
+                    "reached and the optimization hasn't converged yet." % est.max_iter,
+                    ConvergenceWarning,
+                    stacklevel=3,
+                )
+    except KeyboardInterrupt:
+        # Mid-epoch: the weights are those of the last complete step.
+        warnings.warn("Training interrupted by user.", stacklevel=3)
+    finally:
+        with contextlib.suppress(KeyboardInterrupt):
+            runs.close()
+        # Whatever ended the fit (an exception included), no weight is left
+        # non-finite: back to the last epoch that ended with finite ones.
+        diverged = not all_finite(params)
+        if diverged:
+            # With early stopping, scikit-learn's bookkeeping (the epochs run,
+            # the validation scores) stays: fit ends with the best weights.
+            good.restore(bookkeeping=not early_stopping)
+        est._set_params(layout, params)
+    if early_stopping:
+        # As scikit-learn, the best weights; an error only if they are not finite
+        # (a classifier's accuracy can improve on non-finite weights), and then
+        # the best weights as of the last epoch that ended with finite ones.
+        diverged = not all(
+            all_finite(w) for w in itertools.chain(est._best_coefs, est._best_intercepts)
+        )
+        if diverged:
+            good.restore(bookkeeping=True)
+        est.coefs_ = est._best_coefs
+        est.intercepts_ = est._best_intercepts
+    return diverged
+
+
+def _update_no_improvement_count(
+    est: Any,
+    early_stopping: bool,
+    layout: engine.Layout,
+    params: np.ndarray,
+    x_val: np.ndarray | None,
+    y_val: Any,
+    sample_weight: Any,
+) -> None:
+    if early_stopping:
+        # Inside the trainer's run: its thread limits are in force.
+        outputs = engine.forward(layout, params, x_val, threads_set=True)
+        y_pred = est._output_to_prediction(outputs)
+        if np.issubdtype(y_pred.dtype, np.floating) and not np.isfinite(y_pred).all():
+            val_score = np.nan
+        else:
+            val_score = est._score_function(y_val, y_pred, sample_weight=sample_weight)
+        est.validation_scores_.append(val_score)
+        if est.verbose:
+            print("Validation score: %f" % est.validation_scores_[-1])
+        last_valid_score = est.validation_scores_[-1]
+        if last_valid_score < (est.best_validation_score_ + est.tol):
+            est._no_improvement_count += 1
+        else:
+            est._no_improvement_count = 0
+        if last_valid_score > est.best_validation_score_:
+            est.best_validation_score_ = last_valid_score
+            est._best_coefs = [c.copy() for c in est.coefs_]
+            est._best_intercepts = [i.copy() for i in est.intercepts_]
+    else:
+        if est.loss_curve_[-1] > est.best_loss_ - est.tol:
+            est._no_improvement_count += 1
+        else:
+            est._no_improvement_count = 0
+        if est.loss_curve_[-1] < est.best_loss_:
+            est.best_loss_ = est.loss_curve_[-1]

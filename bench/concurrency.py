@@ -97,20 +97,29 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     epochs = _calibrate(run, spec["block"])
     print("ready", flush=True)
     sys.stdin.readline()
-    deadline = time.perf_counter() + spec["seconds"]
+    ms = _time_blocks(run, epochs, spec["seconds"])
+    info = fastbp.thread_info()
+    result = {
+        "ms": ms,
+        "epochs_per_block": epochs,
+        "threads": info.threads,
+        "reason": info.reason,
+    }
+    if spec.get("also_one_thread"):  # alone: the one-thread reference, same process
+        fastbp.set_num_threads(1)
+        result["one_thread_ms"] = _time_blocks(run, epochs, spec["seconds"])
+    return result
+
+
+def _time_blocks(run, epochs: int, seconds: float) -> float:
+    """Median ms per epoch of blocks of ``epochs`` run for ``seconds`` (at least 3)."""
+    deadline = time.perf_counter() + seconds
     per_epoch = []
     while time.perf_counter() < deadline or len(per_epoch) < 3:
         t0 = time.perf_counter()
         run(epochs)
         per_epoch.append((time.perf_counter() - t0) / epochs * 1e3)
-    info = fastbp.thread_info() if hasattr(fastbp, "thread_info") else None
-    return {
-        "ms": statistics.median(per_epoch),
-        "blocks": len(per_epoch),
-        "epochs_per_block": epochs,
-        "threads": fastbp.get_num_threads(),
-        "reason": getattr(info, "reason", None),
-    }
+    return statistics.median(per_epoch)
 
 
 # -- the parent ----------------------------------------------------------------------
@@ -179,13 +188,12 @@ def network_table(args: argparse.Namespace, env: dict[str, str]) -> tuple[list[s
     raw = []
     for case in args.case:
         base = {"case": case, "seconds": args.seconds, "block": args.block}
-        one = run_together({**base, "threads": 1}, 1, env)[0]["ms"]
-        alone = None
-        for k in args.k:
-            res = run_together(base, k, env)
+        alone = one = None
+        for k in args.k:  # k = 1 first
+            res = run_together({**base, "also_one_thread": k == 1}, k, env)
             ms = [r["ms"] for r in res]
             if k == 1:
-                alone = ms[0]
+                alone, one = ms[0], res[0]["one_thread_ms"]
             turns = k * alone
             ideal = 1.2 * one * k / c
             mean = statistics.fmean(ms)
@@ -215,11 +223,9 @@ from sklearn.datasets import load_digits
 import fastbp
 
 spec = json.loads(sys.argv[1])
-if spec.get("threads"):
-    fastbp.set_num_threads(spec["threads"])
 X, y = load_digits(return_X_y=True)
 X = (X / 16.0).astype(np.float32)
-fits, iters, n_jobs = spec["fits"], spec["iters"], spec["n_jobs"]
+fits, iters = spec["fits"], spec["iters"]
 
 
 def make(seed):
@@ -233,7 +239,7 @@ def one_fit(seed):
         return make(seed).fit(X, y).coefs_[0].sum()
 
 
-def job():
+def job(n_jobs):
     if spec["kind"] == "grid":
         from sklearn.model_selection import GridSearchCV
         grid = {"random_state": list(range(fits))}
@@ -245,17 +251,21 @@ def job():
         Parallel(n_jobs=n_jobs)(delayed(one_fit)(s) for s in range(fits))
 
 
-job()  # warm up: compile, start the worker processes (loky reuses them)
-times = []
-for _ in range(spec["repeats"]):
-    t0 = time.perf_counter()
-    job()
-    times.append(time.perf_counter() - t0)
-print(json.dumps({"s": sorted(times)[len(times) // 2]}))
+out = []
+for run in spec["runs"]:  # [n_jobs, threads or None]
+    fastbp.set_num_threads(run[1])  # the parent's fits only; workers have their budget
+    job(run[0])  # warm up: compile, start the worker processes (loky reuses them)
+    times = []
+    for _ in range(spec["repeats"]):
+        t0 = time.perf_counter()
+        job(run[0])
+        times.append(time.perf_counter() - t0)
+    out.append(sorted(times)[len(times) // 2])
+print(json.dumps(out))
 """
 
 
-def nested(spec: dict[str, Any], env: dict[str, str]) -> float:
+def nested(spec: dict[str, Any], env: dict[str, str]) -> list[float]:
     out = subprocess.run(
         [sys.executable, "-c", NESTED_SCRIPT, json.dumps(spec)],
         capture_output=True,
@@ -264,14 +274,14 @@ def nested(spec: dict[str, Any], env: dict[str, str]) -> float:
         timeout=600,
         check=True,
     ).stdout
-    return json.loads(out.strip().splitlines()[-1])["s"]
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def nested_table(args: argparse.Namespace, env: dict[str, str]) -> tuple[list[str], list]:
     c = cores()
     lines = [
         f"Nested fits (digits, `MLPClassifier(hidden_layer_sizes=(64,), max_iter={args.iters})`, "
-        f"{args.fits} fits per job), seconds per job:",
+        f"{args.fits} fits per job), seconds per job (median of {args.repeats}):",
         "",
         f"| job | n_jobs=2 | taking turns (n_jobs=1) | ideal (1.2 {X} 1-thread n_jobs=1 ÷ c) "
         "| ≤ turns | ≤ ideal |",
@@ -280,19 +290,15 @@ def nested_table(args: argparse.Namespace, env: dict[str, str]) -> tuple[list[st
     raw = []
     names = {"grid": "GridSearchCV(cv=2, n_jobs=2)", "parallel": "joblib.Parallel(n_jobs=2)"}
     for kind in args.nested:
-        base = {
-            "kind": kind,
-            "fits": args.fits,
-            "iters": args.iters,
-            "repeats": args.repeats,
-        }
-        two = nested({**base, "n_jobs": 2}, env)
-        turns = nested({**base, "n_jobs": 1}, env)
-        one = nested({**base, "n_jobs": 1, "threads": 1}, env)
-        ideal = 1.2 * one / c
+        spec = {"kind": kind, "fits": args.fits, "iters": args.iters, "repeats": args.repeats}
+        runs = [[2, None], [1, None]] + ([] if args.quick else [[1, 1]])
+        two, turns, *one = nested({**spec, "runs": runs}, env)
+        ideal = 1.2 * one[0] / c if one else None
         lines.append(
-            f"| {names[kind]} | {two:.3g} | {turns:.3g} | {ideal:.3g} "
-            f"| {'yes' if two <= turns else 'no'} | {'yes' if two <= ideal else 'no'} |"
+            f"| {names[kind]} | {two:.3g} | {turns:.3g} "
+            f"| {'—' if ideal is None else f'{ideal:.3g}'} "
+            f"| {'yes' if two <= turns else 'no'} "
+            f"| {'—' if ideal is None else ('yes' if two <= ideal else 'no')} |"
         )
         raw.append({"kind": kind, "n_jobs_2": two, "n_jobs_1": turns, "one_thread": one})
         print(lines[-1], file=sys.stderr, flush=True)
@@ -334,12 +340,12 @@ def sk_fit():
 fit(); a @ a; sk_fit()  # warm up
 alone, after, after_sk = [], [], []
 for _ in range(spec["repeats"]):
-    time.sleep(0.5)  # let every pool go to sleep
+    time.sleep(spec["pause"])  # let every pool go to sleep
     alone.append(fit())
-    time.sleep(0.5)
+    time.sleep(spec["pause"])
     a @ a
     after.append(fit())
-    time.sleep(0.5)
+    time.sleep(spec["pause"])
     sk_fit()
     after_sk.append(fit())
 med = lambda v: sorted(v)[len(v) // 2] * 1e3
@@ -348,7 +354,7 @@ print(json.dumps({"alone": med(alone), "after": med(after), "after_sklearn": med
 
 
 def after_table(args: argparse.Namespace, env: dict[str, str]) -> tuple[list[str], dict]:
-    spec = {"iters": args.iters, "repeats": args.repeats}
+    spec = {"iters": args.iters, "repeats": args.repeats, "pause": args.pause}
     out = subprocess.run(
         [sys.executable, "-c", AFTER_SCRIPT, json.dumps(spec)],
         capture_output=True,
@@ -364,7 +370,7 @@ def after_table(args: argparse.Namespace, env: dict[str, str]) -> tuple[list[str
         "",
         "| fit | ms | vs alone |",
         "|---|---|---|",
-        f"| alone (0.5 s after any other work) | {r['alone']:.3g} | 1.00{X} |",
+        f"| alone ({args.pause:g} s after any other work) | {r['alone']:.3g} | 1.00{X} |",
         f"| right after a 300{X}300 NumPy matmul | {r['after']:.3g} "
         f"| {r['after'] / r['alone']:.2f}{X} |",
         f"| right after a scikit-learn MLPClassifier fit | {r['after_sklearn']:.3g} "
@@ -387,7 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--fits", type=int, default=4, help="fits per nested job")
     parser.add_argument("--iters", type=int, default=30, help="max_iter of the nested fits")
-    parser.add_argument("--repeats", type=int, default=3, help="timed repeats (nested, after)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats (nested, after)")
+    parser.add_argument("--pause", type=float, default=0.5, help="idle seconds before a fit")
     parser.add_argument(
         "--parts",
         default="network,nested,after",
@@ -404,9 +411,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.case = args.case or ["small"]
         args.k = args.k or [1, 2]
-        args.seconds, args.block = min(args.seconds, 0.5), min(args.block, 0.05)
+        args.seconds, args.block = min(args.seconds, 0.3), min(args.block, 0.03)
         args.nested = args.nested or ["parallel"]
-        args.fits, args.iters, args.repeats = 2, 3, 1
+        args.fits, args.iters, args.repeats, args.pause = 2, 2, 1, 0.05
     args.case = args.case or list(CASES)
     args.k = sorted(set(args.k or [1, 2, 3]) | {1})
     args.nested = args.nested or ["grid", "parallel"]

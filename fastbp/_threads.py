@@ -17,6 +17,31 @@ while the other waits, measured 20x slower than one. Two modes
 - reproducible: every BLAS library is limited to one thread, and fastbp splits
   big products over Numba's threads by blocks of output columns, one
   single-threaded BLAS call each. Results are bit-identical for any thread count.
+
+How many threads (:func:`thread_info` says which limit decided), in order:
+
+1. explicit: ``n_threads`` of a call (the estimators' ``n_threads``, ``fastbp
+   train --threads``), else :func:`set_num_threads`. Wins over everything below,
+   may exceed the CPUs; fastbp's own parallel code is capped at
+   ``NUMBA_NUM_THREADS`` (Numba's pool is sized at start-up), BLAS takes it all.
+2. otherwise the smallest of: the affinity mask (``os.sched_getaffinity``); a
+   cgroup CPU quota (v2 ``cpu.max``, v1 ``cpu.cfs_quota_us / cpu.cfs_period_us``,
+   floored, at least 1); ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``,
+   ``MKL_NUM_THREADS`` (joblib's loky workers get them set to cores // n_jobs);
+   the BLAS / OpenMP pools' thread counts as the host left them (threadpoolctl
+   limits in force); a Dask worker's ``nthreads``; ``NUMBA_NUM_THREADS``.
+   So BLAS never gets more threads than the environment gave it.
+3. then, unless ``FASTBP_LOAD_AWARE=0``, the CPUs that other processes' runnable
+   threads leave free (``/proc/loadavg``), at least 1, checked at the start of
+   each fit and predict. Two processes each running two-thread products on the
+   same two cores measured 30x slower per epoch than each on one thread: every
+   product waits for both its threads to be on a core at once. In reproducible
+   mode this changes only how many threads share the work, never the results;
+   in the default mode a product with a long inner dimension may round
+   differently on a loaded machine (as with any other thread count).
+
+Products small enough that OpenBLAS keeps them on one thread anyway set no limit
+at all (:func:`compute_threads`).
 """
 
 from __future__ import annotations

@@ -233,9 +233,31 @@ def test_thread_info_lists_the_pools():
     assert 1 <= info.numba_threads <= NUMBA_MAX
 
 
-def test_openmp_wait_policy_is_not_left_in_the_environment():
-    """fastbp sets OMP_WAIT_POLICY only while Numba's OpenMP runtime loads."""
-    assert "OMP_WAIT_POLICY" not in os.environ or os.environ["OMP_WAIT_POLICY"] != "passive"
+@pytest.mark.skipif(numba.config.THREADING_LAYER == "workqueue", reason="no OpenMP layer")
+@pytest.mark.parametrize(("policy", "spincount"), [(None, "0"), ("active", "30000000000")])
+def test_numba_openmp_waits_passively_unless_the_user_chose(policy, spincount):
+    """libgomp as Numba loads it through fastbp: spin count 0 (sleep at once) by
+    default, the user's OMP_WAIT_POLICY otherwise; the variable is not left set."""
+    import subprocess
+
+    code = (
+        "import ctypes, os, fastbp\n"
+        "print(os.environ.get('OMP_WAIT_POLICY'))\n"
+        "ctypes.CDLL('libgomp.so.1').omp_display_env(1)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    if policy:
+        env["OMP_WAIT_POLICY"] = policy
+    try:
+        run = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+        )
+    except OSError as exc:  # pragma: no cover
+        pytest.skip(str(exc))
+    if run.returncode or "GOMP_SPINCOUNT" not in run.stderr:
+        pytest.skip("Numba's OpenMP runtime is not GNU libgomp here")
+    assert run.stdout.split()[0] == str(policy)
+    assert f"GOMP_SPINCOUNT = '{spincount}'" in run.stderr
 
 
 def test_small_networks_set_no_limits(monkeypatch):

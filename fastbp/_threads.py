@@ -275,7 +275,7 @@ def _current_pool_limits() -> dict[str, int]:
     for lib in _controller.lib_controllers:
         n = lib.num_threads
         if isinstance(n, int) and n > 0:
-            key = f"{lib.user_api} pool {lib.prefix}"
+            key = f"{lib.user_api} pool {os.path.basename(lib.filepath)}"
             found[key] = min(n, found.get(key, n))
     return found
 

@@ -53,6 +53,7 @@ import itertools
 import os
 import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -455,10 +456,52 @@ def _largest_product(sizes: Sequence[int], rows: int) -> int:
     return max(rows * a * b for a, b in itertools.pairwise(widths))
 
 
+class Threads:
+    """What :func:`compute_threads` gives its body: the thread count in force, and
+    :meth:`recheck` to follow the load during a long computation."""
+
+    # Between two load checks of recheck (each reads /proc: about 0.1 ms).
+    RECHECK_SECONDS = 0.5
+
+    def __init__(self, n: int, adaptive: bool) -> None:
+        self.n = n
+        self._adaptive = adaptive
+        self._checked = time.monotonic()
+
+    def recheck(self) -> int:
+        """Call between chunks of work (the training loop: between its chunks of
+        ~0.1 s). At most every ``RECHECK_SECONDS``, when the count is the default
+        budget (not explicit), count the free CPUs again and move Numba's and (in
+        the default mode, if no other Python thread is computing) BLAS's thread
+        count to the new budget: a fit that started alone stops competing for a
+        core when another process starts, and takes it back when that one ends.
+        In reproducible mode the results do not change; in the default mode a
+        product with a long inner dimension may round differently (like any
+        change of thread count). Returns the count in force."""
+        now = time.monotonic()
+        if not self._adaptive or now - self._checked < self.RECHECK_SECONDS:
+            return self.n
+        self._checked = now
+        n = _budget()[0]
+        if n == self.n:
+            return n
+        if not _reproducible:
+            with _blas_lock:
+                if _blas_users != 1:  # another thread relies on the current limit
+                    return self.n
+                _release_openblas()
+                for lib in _controller.select(user_api="blas").lib_controllers:
+                    lib.set_num_threads(n)
+                _release_openblas()
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+        self.n = n
+        return n
+
+
 @contextlib.contextmanager
 def compute_threads(
     sizes: Sequence[int] | None = None, rows: int = 0, n_threads: int | None = None
-) -> Iterator[None]:
+) -> Iterator[Threads]:
     """Run the body with Numba on :func:`get_num_threads` threads (at most
     ``NUMBA_NUM_THREADS``), BLAS on as many (or, in reproducible mode, on one).
 
@@ -466,21 +509,23 @@ def compute_threads(
     nothing when every product is small enough to run on one thread anyway (as
     plain loops, or in a BLAS call that OpenBLAS keeps on one thread): setting
     the BLAS limits costs about 30 us, more than a whole fit of a tiny network.
-    ``n_threads``: a per-call count (an estimator's ``n_threads``, ``--threads``) that wins over
-    :func:`set_num_threads` and the default budget.
+    ``n_threads``: a per-call count (an estimator's ``n_threads``, ``--threads``)
+    that wins over :func:`set_num_threads` and the default budget. Yields a
+    :class:`Threads`; a long computation calls its ``recheck()`` between chunks.
     """
     n_threads = _check_threads("n_threads", n_threads)
     if sizes is not None and _largest_product(sizes, rows) <= BLAS_SERIAL_GEMM:
-        yield
+        yield Threads(1, adaptive=False)
         return
     _ensure_controller()
     n = get_num_threads(n_threads)
+    adaptive = LOAD_AWARE and n_threads is None and _num_threads is None
     previous = numba.get_num_threads()
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     lock = _LOCK if _NEEDS_LOCK else contextlib.nullcontext()
     try:
         with lock, _blas_limited(1 if _reproducible else n):
-            yield
+            yield Threads(n, adaptive)
     finally:
         numba.set_num_threads(previous)
 

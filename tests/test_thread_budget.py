@@ -233,6 +233,38 @@ def test_thread_info_lists_the_pools():
     assert 1 <= info.numba_threads <= NUMBA_MAX
 
 
+def _blas_threads() -> list[int]:
+    return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+
+@pytest.mark.skipif(NUMBA_MAX < 2 or len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs")
+def test_recheck_follows_the_load_during_a_fit(monkeypatch):
+    """A long fit that started alone drops to the free CPUs when another process
+    starts, and takes them back when it ends; the host's limits come back after."""
+    for name in _threads.ENV_LIMITS:
+        monkeypatch.delenv(name, raising=False)
+    others = [0]
+    monkeypatch.setattr(_threads, "LOAD_AWARE", True)
+    monkeypatch.setattr(_threads, "_others_running", lambda: others[0])
+    monkeypatch.setattr(_threads.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(_threads.Threads, "RECHECK_SECONDS", 0.0)
+    fastbp.thread_info()  # load the BLAS fastbp calls
+    before = _blas_threads()
+    with _threads.compute_threads([784, 256, 10], 128) as threads:
+        assert threads.n == 2 and min(_blas_threads()) == 2
+        others[0] = 1
+        assert threads.recheck() == 1
+        assert max(_blas_threads()) == 1 and numba.get_num_threads() == 1
+        others[0] = 0
+        assert threads.recheck() == 2
+        assert min(_blas_threads()) == 2 and numba.get_num_threads() == 2
+    assert _blas_threads() == before
+    # An explicit count is left alone.
+    with _threads.compute_threads([784, 256, 10], 128, n_threads=2) as threads:
+        others[0] = 1
+        assert threads.recheck() == 2 and min(_blas_threads()) == 2
+
+
 @pytest.mark.skipif(numba.config.THREADING_LAYER == "workqueue", reason="no OpenMP layer")
 @pytest.mark.parametrize(("policy", "spincount"), [(None, "0"), ("active", "30000000000")])
 def test_numba_openmp_waits_passively_unless_the_user_chose(policy, spincount):

@@ -3,6 +3,10 @@
     python bench/report.py                     # startup + full suite + render (~10 min)
     python bench/report.py --from-json FILE    # only render an earlier run's JSON
 
+Then it runs ``bench/concurrency.py`` (k processes sharing the cores, nested fits, a
+fit after NumPy BLAS work; ~3 min) into ``bench/results/concurrency.md``, unless
+``--no-concurrency``.
+
 The suite runs in a subprocess with ``--benchmark-enable`` and without
 ``OPENBLAS_CORETYPE``/``OPENBLAS_L2_SIZE`` (they slow NumPy's OpenBLAS); the raw
 pytest-benchmark JSON, with the startup figures added, goes to
@@ -567,6 +571,11 @@ def main(argv: list[str] | None = None) -> None:
         "run and before each benchmark",
     )
     parser.add_argument("-k", help="pytest -k expression, to run part of the suite")
+    parser.add_argument(
+        "--no-concurrency",
+        action="store_true",
+        help="skip bench/concurrency.py (shared cores; its tables go to concurrency.md)",
+    )
     args = parser.parse_args(argv)
 
     if args.from_json is not None:
@@ -593,6 +602,18 @@ def main(argv: list[str] | None = None) -> None:
         json_path.write_text(json.dumps(data, indent=1), encoding="utf-8")
     report = write_outputs(data, args.out_dir)
     print(f"wrote {report} and {args.out_dir / 'speed.png'}")
+    if args.from_json is None and not args.no_concurrency:
+        print("concurrency: bench/concurrency.py", flush=True)
+        tables = subprocess.run(
+            [sys.executable, str(HERE / "concurrency.py")],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        (args.out_dir / "concurrency.md").write_text(tables, encoding="utf-8")
+        print(f"wrote {args.out_dir / 'concurrency.md'}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,13 @@
 """fastbp: multilayer perceptrons trained by backpropagation, compiled with Numba."""
 
-from fastbp._threads import get_num_threads, get_reproducible, set_num_threads, set_reproducible
+from fastbp._threads import (
+    ThreadInfo,
+    get_num_threads,
+    get_reproducible,
+    set_num_threads,
+    set_reproducible,
+    thread_info,
+)
 from fastbp.network import DivergenceError, History, Network
 
 __all__ = [
@@ -9,10 +16,12 @@ __all__ = [
     "MLPClassifier",
     "MLPRegressor",
     "Network",
+    "ThreadInfo",
     "get_num_threads",
     "get_reproducible",
     "set_num_threads",
     "set_reproducible",
+    "thread_info",
 ]
 __version__ = "0.1.0"
 

@@ -86,6 +86,10 @@ PARALLEL_MIN: int = 16384
 # Matrix products with m * k * n below this run as plain loops: a BLAS call has a
 # fixed cost of a few hundred nanoseconds, more than a tiny product takes.
 SMALL_GEMM: int = 4096
+# OpenBLAS runs products with m * k * n up to this on one thread whatever its
+# thread count (SMP_THRESHOLD_MIN * GEMM_MULTITHREAD_THRESHOLD in its
+# interface/gemm.c): a fit whose products are all this small needs no thread limit.
+BLAS_SERIAL_GEMM: int = 65536 * 4
 # Matrix products with m * k * n from this size up are split over threads (in
 # reproducible mode): measured slower below about 3e6, faster from about 6e6.
 PARALLEL_GEMM: int = 1 << 22

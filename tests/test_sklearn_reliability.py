@@ -130,9 +130,14 @@ def is_divergence(exc) -> bool:
     return type(exc) is ValueError and str(exc).startswith(DIVERGED)
 
 
+# fastbp's own parameters, which scikit-learn's estimators do not take.
+FASTBP_ONLY = ("n_threads",)
+
+
 def twin(est):
     """scikit-learn's estimator with the same parameters (a RandomState deep-copied)."""
-    return getattr(skl, type(est).__name__)(**copy.deepcopy(est.get_params()))
+    params = {k: v for k, v in est.get_params().items() if k not in FASTBP_ONLY}
+    return getattr(skl, type(est).__name__)(**copy.deepcopy(params))
 
 
 def train_data(kind: str, n: int = 12, seed: int = 0):

@@ -101,13 +101,13 @@ def test_threads_in_subprocess(layer, tmp_path):
 
 def test_set_num_threads_is_checked():
     with pytest.raises(ValueError, match="n must be"):
-        fastbp.set_num_threads(numba.config.NUMBA_NUM_THREADS + 1)
-    with pytest.raises(ValueError, match="n must be"):
         fastbp.set_num_threads(0)
     with pytest.raises(TypeError, match="n must be"):
         fastbp.set_num_threads(1.0)
     before = fastbp.get_num_threads()
     try:
+        fastbp.set_num_threads(numba.config.NUMBA_NUM_THREADS + 1)  # allowed: more than cores
+        assert fastbp.get_num_threads() == numba.config.NUMBA_NUM_THREADS + 1
         fastbp.set_num_threads(1)
         assert fastbp.get_num_threads() == 1
         net = fastbp.Network([4, 3], seed=0)
@@ -115,4 +115,4 @@ def test_set_num_threads_is_checked():
         assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS  # restored
     finally:
         fastbp.set_num_threads(None)
-    assert fastbp.get_num_threads() == before
+    assert fastbp.get_num_threads() == before or fastbp.thread_info().reason == "load"

@@ -30,10 +30,18 @@ class Gradient:
         Sample weights.
     alpha : float
         L2 penalty (objectives only; ``layout.loss`` None has none).
+    n_threads : int or None
+        Threads; None for the budget.
     """
 
     def __init__(
-        self, layout: Layout, x: np.ndarray, y: np.ndarray, sw: np.ndarray, alpha: float = 0.0
+        self,
+        layout: Layout,
+        x: np.ndarray,
+        y: np.ndarray,
+        sw: np.ndarray,
+        alpha: float = 0.0,
+        n_threads: int | None = None,
     ) -> None:
         dtype = x.dtype
         n = x.shape[0]
@@ -45,7 +53,7 @@ class Gradient:
         )
         self.net = layout.net(n)
         self.objective = None if layout.loss is None else _loop.Objective(layout.loss, alpha)
-        self.threads = threads_for(layout, n)
+        self.threads = threads_for(layout, n, n_threads)
 
     def __call__(self, params: np.ndarray) -> tuple[float, np.ndarray]:
         """(J, dJ/dparams) at ``params``; the gradient is a view, overwritten by the

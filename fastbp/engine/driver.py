@@ -20,7 +20,7 @@ import numpy as np
 from fastbp import _loop
 from fastbp._interrupt import watch as watch_sigint
 from fastbp._jit import PARALLEL_GEMM, announce_compile
-from fastbp._threads import compute_threads, kernel_threads
+from fastbp._threads import Threads, compute_threads, kernel_threads
 from fastbp._validation import all_finite
 from fastbp.engine.layout import Layout
 from fastbp.engine.optimizers import Optimizer
@@ -34,9 +34,10 @@ CHUNK_GROWTH = 1000
 ORDER_BUDGET = 1 << 20
 
 
-def threads_for(layout: Layout, rows: int) -> int | None:
-    """The kernels' ``threads`` argument for batches of ``rows`` (one picker for all)."""
-    return kernel_threads(layout.sizes, rows, PARALLEL_GEMM)
+def threads_for(layout: Layout, rows: int, n_threads: int | None = None) -> int | None:
+    """The kernels' ``threads`` argument for batches of ``rows`` (one picker for all);
+    ``n_threads``: a per-call thread count, None for the budget."""
+    return kernel_threads(layout.sizes, rows, PARALLEL_GEMM, n_threads)
 
 
 def _array_kind(a: np.ndarray) -> tuple:
@@ -115,6 +116,8 @@ class Trainer:
     per_epoch : bool
         End every chunk with an epoch, and draw each epoch's row order only when it
         starts, so that the caller can act (and stop) between epochs.
+    n_threads : int or None
+        Threads for this fit; None for the budget (:func:`fastbp.thread_info`).
     """
 
     def __init__(
@@ -130,6 +133,7 @@ class Trainer:
         shuffle: Callable[[np.ndarray], None] | None = None,
         stop_on_divergence: bool = False,
         per_epoch: bool = False,
+        n_threads: int | None = None,
     ) -> None:
         dtype = params.dtype
         n = x.shape[0]
@@ -148,7 +152,8 @@ class Trainer:
         self.xb = np.empty((rows, x.shape[1]), dtype=dtype)
         self.yb = np.empty((rows, y.shape[1]), dtype=dtype)
         self.swb = np.empty(rows if sw.size else 0, dtype=dtype)
-        self.threads = threads_for(layout, batch)
+        self.n_threads = n_threads
+        self.threads = threads_for(layout, batch, n_threads)
         self.stop = np.zeros(1, dtype=np.uint8)
         self.snapshot = Snapshot(params, opt) if stop_on_divergence else None
         # Row orders are drawn ahead for several epochs at once, except when the
@@ -166,10 +171,15 @@ class Trainer:
         """Train ``epochs`` epochs; yield (count, mean loss of each) for each run of
         completed epochs, in order, with the thread limits in force (also while
         the caller handles a yield)."""
-        with compute_threads(self.layout.sizes, self.batch), contextlib.ExitStack() as stack:
-            yield from self._run(epochs, stack)
+        with (
+            compute_threads(self.layout.sizes, self.batch, self.n_threads) as threads,
+            contextlib.ExitStack() as stack,
+        ):
+            yield from self._run(epochs, stack, threads)
 
-    def _run(self, epochs: int, stack: contextlib.ExitStack) -> Iterator[tuple[int, np.ndarray]]:
+    def _run(
+        self, epochs: int, stack: contextlib.ExitStack, threads: Threads
+    ) -> Iterator[tuple[int, np.ndarray]]:
         n, batch = self.n, self.batch
         done = 0
         watching = False
@@ -191,6 +201,7 @@ class Trainer:
                 if self.per_epoch:  # no more steps than the current epoch has left
                     steps = min(steps, -(-(n - row) // batch))
                 epoch, row, elapsed = self._chunk(data, epoch, row, steps, loss_sums)
+                threads.recheck()  # follow the machine's load (every 0.5 s at most)
                 if epoch > reported:
                     yield epoch - reported, loss_sums[reported:epoch] / n
                     done += epoch - reported
@@ -233,7 +244,7 @@ class Trainer:
             self.x, self.y, self.sw, orders, self.batch, self.gather, self.xb, self.yb, self.swb
         )
         loss_sums = np.zeros(passes)
-        with compute_threads(self.layout.sizes, self.batch):
+        with compute_threads(self.layout.sizes, self.batch, self.n_threads):
             epoch, end, _ = self._chunk(data, 0, row, count, loss_sums)
         rows = epoch * self.n + end - row
         return end, float(loss_sums.sum()) / max(rows, 1)

@@ -38,7 +38,11 @@ def objective_of(layout: Layout) -> _loop.Objective | None:
 
 
 def iter_forward(
-    layout: Layout, params: np.ndarray, x: Any, threads_set: bool = False
+    layout: Layout,
+    params: np.ndarray,
+    x: Any,
+    threads_set: bool = False,
+    n_threads: int | None = None,
 ) -> Iterator[tuple[int, int, np.ndarray]]:
     """Yield (start, stop, outputs of rows start:stop) over consecutive chunks of x.
 
@@ -46,7 +50,8 @@ def iter_forward(
     whatever is not :func:`kernel_ready` is converted one chunk at a time, never as
     a whole, so predicting on data larger than memory (a memmap) needs no copy of
     it. The yielded view is overwritten by the next chunk. ``threads_set``: the
-    caller is inside :func:`fastbp._threads.compute_threads` already.
+    caller is inside :func:`fastbp._threads.compute_threads` already;
+    ``n_threads``: a thread count for this call, None for the budget.
     """
     dtype = params.dtype
     n = x.shape[0]
@@ -62,8 +67,12 @@ def iter_forward(
         x = x.tocsr()
     direct = kernel_ready(x, dtype)
     xbuf = None if direct else np.empty((capacity, x.shape[1]), dtype=dtype)
-    threads = threads_for(layout, capacity)
-    limits = contextlib.nullcontext() if threads_set else compute_threads(layout.sizes, capacity)
+    threads = threads_for(layout, capacity, n_threads)
+    limits = (
+        contextlib.nullcontext()
+        if threads_set
+        else compute_threads(layout.sizes, capacity, n_threads)
+    )
     with limits:
         for start in range(0, n, capacity):
             m = min(capacity, n - start)
@@ -79,9 +88,15 @@ def iter_forward(
             yield start, start + m, acts[top : top + m * k].reshape(m, k)
 
 
-def forward(layout: Layout, params: np.ndarray, x: Any, threads_set: bool = False) -> np.ndarray:
+def forward(
+    layout: Layout,
+    params: np.ndarray,
+    x: Any,
+    threads_set: bool = False,
+    n_threads: int | None = None,
+) -> np.ndarray:
     """The output layer for x: ndarray (n, n_L) in params' dtype (see :func:`iter_forward`)."""
     out = np.empty((x.shape[0], int(layout.sizes[-1])), dtype=params.dtype)
-    for start, stop, a in iter_forward(layout, params, x, threads_set):
+    for start, stop, a in iter_forward(layout, params, x, threads_set, n_threads):
         out[start:stop] = a
     return out

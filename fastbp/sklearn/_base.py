@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import functools
 import itertools
+import numbers
 from typing import Any, ClassVar
 
 import numpy as np
 from sklearn import neural_network as _skl_nn
 from sklearn.base import BaseEstimator, is_classifier
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import _check_sample_weight, check_consistent_length, check_is_fitted
 
 from fastbp import engine, kernels
+from fastbp._threads import check_threads
 from fastbp._validation import all_finite
 from fastbp.engine.init import glorot_uniform
 from fastbp.sklearn._checks import (
@@ -57,7 +60,12 @@ def _layout_of(sizes: tuple[int, ...], activation: str, out_activation: str) -> 
 class _BaseMLP(BaseEstimator):
     """What MLPRegressor and MLPClassifier share (not scikit-learn's private base)."""
 
-    _parameter_constraints: ClassVar[dict] = dict(_skl_nn.MLPRegressor._parameter_constraints)
+    _parameter_constraints: ClassVar[dict] = {
+        **_skl_nn.MLPRegressor._parameter_constraints,
+        # fastbp's own: threads for this estimator's fits and predictions (None:
+        # fastbp's budget, fastbp.thread_info()).
+        "n_threads": [Interval(numbers.Integral, 1, None, closed="left"), None],
+    }
     _parameter_constraints.pop("loss")
 
     def __init__(
@@ -86,6 +94,7 @@ class _BaseMLP(BaseEstimator):
         epsilon: float,
         n_iter_no_change: Any,
         max_fun: int,
+        n_threads: int | None,
     ) -> None:
         self.activation = activation
         self.solver = solver
@@ -111,6 +120,12 @@ class _BaseMLP(BaseEstimator):
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
         self.max_fun = max_fun
+        self.n_threads = n_threads
+
+    def _validate_params(self) -> None:
+        super()._validate_params()
+        # scikit-learn's Interval takes True for 1: fastbp's thread counts refuse bools.
+        check_threads("n_threads", self.n_threads)
 
     # -- fitting -------------------------------------------------------------------
 
@@ -269,7 +284,7 @@ class _BaseMLP(BaseEstimator):
         if dtype not in (np.float32, np.float64):
             dtype = np.dtype(np.float64)
         layout, params = self._engine_state(dtype)
-        return engine.forward(layout, params, X)
+        return engine.forward(layout, params, X, n_threads=self.n_threads)
 
     def _ready_input(self, X: Any) -> np.ndarray | None:
         """X itself when scikit-learn's checks would pass it through unchanged, else None.

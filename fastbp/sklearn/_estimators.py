@@ -59,6 +59,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     n_iter_no_change : int, default=10
     max_fun : int, default=15000
         All as in scikit-learn.
+    n_threads : int >= 1 or None, default=None
+        Threads for this estimator's fits and predictions (fastbp's own; an
+        explicit count wins over every limit). None: fastbp's thread budget, the
+        CPUs the process may use (:func:`fastbp.thread_info` says how many, and why).
 
     Attributes
     ----------
@@ -98,6 +102,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         epsilon: float = 1e-8,
         n_iter_no_change: Any = 10,
         max_fun: int = 15000,
+        n_threads: int | None = None,
     ) -> None:
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes,
@@ -124,6 +129,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             epsilon=epsilon,
             n_iter_no_change=n_iter_no_change,
             max_fun=max_fun,
+            n_threads=n_threads,
         )
 
     def _validate_input(self, X: Any, y: Any, incremental: bool, reset: bool) -> tuple:
@@ -262,8 +268,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate,
     learning_rate_init, power_t, max_iter, shuffle, random_state, tol, verbose,
     warm_start, momentum, nesterovs_momentum, early_stopping, validation_fraction,
-    beta_1, beta_2, epsilon, n_iter_no_change, max_fun
-        As in :class:`MLPClassifier` and scikit-learn.
+    beta_1, beta_2, epsilon, n_iter_no_change, max_fun, n_threads
+        As in :class:`MLPClassifier` (and scikit-learn).
 
     Attributes
     ----------
@@ -302,6 +308,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         epsilon: float = 1e-8,
         n_iter_no_change: Any = 10,
         max_fun: int = 15000,
+        n_threads: int | None = None,
     ) -> None:
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes,
@@ -328,6 +335,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             epsilon=epsilon,
             n_iter_no_change=n_iter_no_change,
             max_fun=max_fun,
+            n_threads=n_threads,
         )
 
     def _validate_input(self, X: Any, y: Any, incremental: bool, reset: bool) -> tuple:

@@ -48,7 +48,7 @@ def fit_lbfgs(
         if sample_weight is None
         else private(sample_weight, dtype, "sample_weight")
     )
-    gradient = engine.Gradient(layout, x, yy, sw, float(est.alpha))
+    gradient = engine.Gradient(layout, x, yy, sw, float(est.alpha), est.n_threads)
     start = params.astype(np.float64)
     # The last iterate with finite weights: (x, iteration, loss).
     last: list[Any] = [start.copy(), 0, None]
@@ -73,7 +73,7 @@ def fit_lbfgs(
             last[2] = intermediate_result.fun
 
     txn.commit()
-    with compute_threads(layout.sizes, x.shape[0]):
+    with compute_threads(layout.sizes, x.shape[0], est.n_threads):
         opt_res = scipy.optimize.minimize(
             loss_grad,
             start,
@@ -235,6 +235,7 @@ def fit_stochastic(
         float(est.alpha),
         shuffle=shuffle if est.shuffle else None,
         per_epoch=True,
+        n_threads=est.n_threads,
     )
     txn.commit()
     good = Checkpoint(est, params, opt)
@@ -315,7 +316,7 @@ def _update_no_improvement_count(
 ) -> None:
     if early_stopping:
         # Inside the trainer's run: its thread limits are in force.
-        outputs = engine.forward(layout, params, x_val, threads_set=True)
+        outputs = engine.forward(layout, params, x_val, threads_set=True, n_threads=est.n_threads)
         y_pred = est._output_to_prediction(outputs)
         if np.issubdtype(y_pred.dtype, np.floating) and not np.isfinite(y_pred).all():
             val_score = np.nan

@@ -483,6 +483,12 @@ def test_help_lists_every_option(capsys, command, options):
         assert "none" in out  # no hidden layer
 
 
+def test_train_help_fits_100_columns(capsys):
+    code, out, _ = run(capsys, "train", "--help")
+    assert code == 0 and "--threads" in out
+    assert max(len(line) for line in out.splitlines()) <= 100
+
+
 def test_top_level_help_and_version(capsys):
     code, out, _ = run(capsys, "--help")
     assert code == 0 and "train" in out and "predict" in out

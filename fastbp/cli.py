@@ -332,8 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_fraction,
         default=None,
         help="share of the remaining rows held out for validation, scored every epoch "
-        f"for early stopping; 0 for none (default: {DEFAULTS['val_fraction']:g}; none with "
-        f"fewer than {MIN_VAL_ROWS} rows)",
+        f"for early stopping; 0 for none (default: {DEFAULTS['val_fraction']:g}; none when "
+        f"under {MIN_VAL_ROWS} rows)",
     )
     train.add_argument(
         "--patience",

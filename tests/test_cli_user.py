@@ -40,7 +40,10 @@ SKLEARN_SEED_0 = {
     "wine": 1.0,
     "breast_cancer": 0.9912,
     "digits": 0.9721,
-    "diabetes": -1.0951,  # its MLPRegressor does not converge on unscaled targets in 200 epochs
+    # The pipeline's MLPRegressor does not converge on diabetes' unscaled targets in 200
+    # epochs (R² -1.0951): the bar is the same pipeline with standardised targets
+    # (TransformedTargetRegressor), which reaches 0.4824.
+    "diabetes": 0.4824,
 }
 
 

@@ -1112,7 +1112,7 @@ def run_train(args: argparse.Namespace) -> int:
     t_eval = time.perf_counter() - t0
 
     warning = None
-    if failure is None and done:
+    if failure is None and done and not interrupted:  # an interrupted run is not judged
         failure, warning = _diagnose(model, args, lr, np.array(losses), train, test, scores)
     if args.save is not None:
         if failure is None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -280,6 +282,30 @@ def test_predict_one_output_model_float64(tmp_path: Path, capsys):
         "--class-only",
     )  # fmt: skip
     assert out.split() == ["class", "0", "1", "1", "0"]
+
+
+def test_model_file_keeps_scaling_labels_and_names_and_is_read_safely(tmp_path: Path, capsys):
+    X, y = blobs(n=60, seed=5)
+    data = tmp_path / "named.csv"
+    rows = [f"{a!r},{b!r},{[5, 7, 9][t]}" for (a, b), t in zip(X.tolist(), y.tolist(), strict=True)]
+    data.write_text("left,right,label\n" + "\n".join(rows) + "\n")
+    path = tmp_path / "m.npz"
+    code, _, err = run(capsys, "train", "--data", str(data), "--save", str(path), "--no-progress")
+    assert code == 0, err
+    model = cli.load_model(path)
+    assert model.task == "classify" and model.scale == "standard"
+    assert model.columns == ["left", "right"] and model.target == "label"
+    np.testing.assert_array_equal(model.classes, [5.0, 7.0, 9.0])
+    assert model.x_scale.shape == (2,) and (model.x_scale > 0).all()
+    # an entry whose .npy header announces 8 TB is refused before anything is allocated
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f8", "fortran_order": False, "shape": (10**6, 10**6)}
+    )
+    with zipfile.ZipFile(path, "a") as zf:
+        zf.writestr("cli_extra.npy", header.getvalue() + bytes(64))
+    with pytest.raises(cli.UserError, match="announces 8000000000000 bytes"):
+        cli.load_model(path)
 
 
 # -- errors --------------------------------------------------------------------------------------

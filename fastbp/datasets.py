@@ -11,21 +11,31 @@ scikit-learn is imported only inside :func:`digits`, so ``import fastbp`` stays 
 from __future__ import annotations
 
 import csv
+import math
 import os
+import re
+import warnings
 import zipfile
 import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from fastbp.network import _check_member_sizes
+
 __all__ = [
     "MAX_CLASSES",
+    "CsvTable",
+    "Table",
     "class_labels",
     "digits",
     "is_one_hot",
     "load_file",
     "load_inputs",
+    "load_table",
     "one_hot",
+    "read_csv",
     "train_test_split",
     "xor",
 ]
@@ -72,7 +82,36 @@ def xor() -> tuple[np.ndarray, np.ndarray]:
 # -- files ------------------------------------------------------------------------------
 
 
+@dataclass
+class Table:
+    """Training data read from a file, with what was learnt about it on the way.
+
+    Attributes
+    ----------
+    X : ndarray of float64, shape (n_samples, n_features)
+    y : ndarray of float64, shape (n_samples,) or (n_samples, n_outputs)
+    columns : list of str
+        Names of the features (from a CSV header), or empty when the file has none.
+    target : str
+        Name of the target column, or ``""``.
+    notes : list of str
+        One-line remarks on how the file was read (delimiter, header, a skipped line).
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    columns: list[str] = field(default_factory=list)
+    target: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
 def load_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Read training data from a ``.npz`` or ``.csv`` file: ``(X, y)`` of :func:`load_table`."""
+    table = load_table(path)
+    return table.X, table.y
+
+
+def load_table(path: str | os.PathLike) -> Table:
     """Read training data from a ``.npz`` or ``.csv`` file.
 
     Parameters
@@ -80,14 +119,13 @@ def load_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     path : str or path-like
         ``.npz``: arrays ``X`` (n_samples, n_features) and ``y`` (n_samples,) or
         (n_samples, n_outputs), loaded with ``allow_pickle=False``.
-        ``.csv``: numbers separated by commas, one sample per line, the last
-        column the target; a first line that is not all numbers is a header and
-        is skipped.
+        ``.csv``: numbers separated by commas, semicolons or tabs (detected), one
+        sample per line, the last column the target; see :func:`read_csv` for the
+        header row.
 
     Returns
     -------
-    X : ndarray of float64, shape (n_samples, n_features)
-    y : ndarray of float64, shape (n_samples,) or (n_samples, n_outputs)
+    Table
 
     Raises
     ------
@@ -107,20 +145,28 @@ def load_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
             raise ValueError(f"{path}: y has {y.shape[0]} rows but X has {X.shape[0]}")
         if y.ndim == 2 and y.shape[1] == 0:
             raise ValueError(f"{path}: y has no columns")
-        return X, y
-    table = _read_csv(path)
-    if table.shape[1] < 2:
+        return Table(X, y)
+    csv_table = read_csv(path)
+    data = csv_table.data
+    if data.shape[1] < 2:
         raise ValueError(
-            f"{path}: needs at least 2 columns (features, then the target), got {table.shape[1]}"
+            f"{path}: needs at least 2 columns (features, then the target), got {data.shape[1]}"
         )
-    return table[:, :-1], table[:, -1].copy()
+    columns = csv_table.columns
+    return Table(
+        data[:, :-1],
+        data[:, -1].copy(),
+        columns=columns[:-1],
+        target=columns[-1] if columns else "",
+        notes=csv_table.notes,
+    )
 
 
 def load_inputs(path: str | os.PathLike) -> np.ndarray:
     """Read inputs to predict on from a ``.npz`` or ``.csv`` file.
 
     ``.npz``: the array ``X`` (any other arrays, such as ``y``, are ignored).
-    ``.csv``: every column is read (a header line is skipped as in :func:`load_file`);
+    ``.csv``: every column is read (a header line is skipped as in :func:`read_csv`);
     the caller decides whether a last column is a target to drop.
 
     Returns
@@ -131,7 +177,7 @@ def load_inputs(path: str | os.PathLike) -> np.ndarray:
     if _file_kind(path) == "npz":
         arrays = _read_npz(path, ("X",))
         return _npz_array(path, "X", arrays["X"], ndims=(2,))
-    return _read_csv(path)
+    return read_csv(path).data
 
 
 def _file_kind(path: Path) -> str:
@@ -143,33 +189,43 @@ def _file_kind(path: Path) -> str:
 
 
 def _read_npz(path: Path, required: tuple[str, ...]) -> dict[str, np.ndarray]:
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except (zipfile.BadZipFile, EOFError, KeyError) as exc:
-        raise ValueError(f"{path}: not a valid .npz archive ({_one_line(exc)})") from None
-    except ValueError as exc:
-        msg = _one_line(exc)
-        if "pickle" in msg:  # what np.load says about a file it does not recognise
-            msg = "not a NumPy file"
-        raise ValueError(f"{path}: not a valid .npz archive ({msg})") from None
-    if not isinstance(loaded, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path}: not a .npz archive (it holds a single .npy array)")
-    with loaded as npz:
-        missing = [name for name in required if name not in npz.files]
-        if missing:
-            found = ", ".join(sorted(npz.files)) or "none"
-            raise ValueError(
-                f"{path}: missing array {' and '.join(missing)} (arrays found: {found})"
-            )
+    # Opened here, not by np.load, which leaks its handle when the zip directory
+    # is corrupt; open() raises the OSErrors.
+    with open(path, "rb") as f:
         try:
-            return {name: npz[name] for name in required}
-        except (zipfile.BadZipFile, zlib.error, EOFError, KeyError, OSError) as exc:
-            raise ValueError(f"{path}: corrupt .npz archive ({_one_line(exc)})") from None
+            loaded = np.load(f, allow_pickle=False)
+        except (zipfile.BadZipFile, EOFError, KeyError) as exc:
+            raise ValueError(f"{path}: not a valid .npz archive ({_one_line(exc)})") from None
         except ValueError as exc:
             msg = _one_line(exc)
-            if "pickle" in msg:
-                msg = "it holds Python objects, which are refused (allow_pickle=False)"
-            raise ValueError(f"{path}: unreadable array in .npz archive: {msg}") from None
+            if "pickle" in msg:  # what np.load says about a file it does not recognise
+                msg = "not a NumPy file"
+            raise ValueError(f"{path}: not a valid .npz archive ({msg})") from None
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ValueError(f"{path}: not a .npz archive (it holds a single .npy array)")
+        with loaded as npz:
+            missing = [name for name in required if name not in npz.files]
+            if missing:
+                found = ", ".join(sorted(npz.files)) or "none"
+                raise ValueError(
+                    f"{path}: missing array {' and '.join(missing)} (arrays found: {found})"
+                )
+            try:
+                # A header announcing more bytes than the member holds would make
+                # np.load allocate them first: refused before reading anything.
+                _check_member_sizes(npz.zip)
+                arrays = {name: npz[name] for name in required}
+            except (zipfile.BadZipFile, zlib.error, EOFError, KeyError, OSError) as exc:
+                raise ValueError(f"{path}: corrupt .npz archive ({_one_line(exc)})") from None
+            except (ValueError, NotImplementedError, RuntimeError) as exc:
+                msg = _one_line(exc)
+                if "pickle" in msg:
+                    msg = "it holds Python objects, which are refused (allow_pickle=False)"
+                raise ValueError(f"{path}: unreadable array in .npz archive: {msg}") from None
+    for name, arr in arrays.items():
+        if not isinstance(arr, np.ndarray):  # a member that is not .npy data comes back as bytes
+            raise ValueError(f"{path}: {name} is not a NumPy array")
+    return arrays
 
 
 def _npz_array(path: Path, name: str, arr: np.ndarray, ndims: tuple[int, ...]) -> np.ndarray:
@@ -188,48 +244,164 @@ def _npz_array(path: Path, name: str, arr: np.ndarray, ndims: tuple[int, ...]) -
     return out
 
 
-def _read_csv(path: Path) -> np.ndarray:
-    """A numeric CSV file as a 2-D float64 array, skipping a header line if present."""
+# -- CSV ---------------------------------------------------------------------------------
+
+#: Delimiters tried, in order of preference when several fit.
+DELIMITERS = (",", ";", "\t")
+_SNIFF_LINES = 50
+# A header cell: starts with a letter or underscore; letters, digits, spaces and
+# a little punctuation after that ("sepal length (cm)", "mean_radius", "y-2").
+_NAME = re.compile(r"[^\W\d][\w .()\[\]/%#:+-]*\Z")
+
+
+@dataclass
+class CsvTable:
+    """A numeric CSV file as read by :func:`read_csv`."""
+
+    data: np.ndarray
+    columns: list[str]
+    notes: list[str]
+    delimiter: str
+
+
+def read_csv(path: str | os.PathLike) -> CsvTable:
+    """A numeric CSV file as a 2-D float64 array, its column names and what was detected.
+
+    The delimiter (comma, semicolon or tab) is the one that splits the first lines
+    into the same number of cells. The first non-empty line is a header when its
+    cells are names (they start with a letter); a first line mixing numbers and
+    names is skipped, with a note saying so. Everything after it must be numbers:
+    it is parsed by ``numpy.loadtxt`` (compiled), and only when that fails is the
+    file read again, cell by cell, to name the line and column of the first bad cell.
+
+    Raises
+    ------
+    ValueError
+        One line naming the file (and the line and column of a bad cell).
+    OSError
+        If the file cannot be read.
+    """
+    path = Path(path)
+    head = _head_lines(path)  # [(line number, cells)] of the first non-empty lines
+    if not head:
+        raise ValueError(f"{path}: no data rows")
+    delimiter = _sniff_delimiter([text for _, text in head])
+    first_number, first_text = head[0]
+    first = _cells(first_text, delimiter)
+    columns: list[str] = []
+    notes: list[str] = []
+    skip = 0  # physical lines before the first data line
+    numeric = [_is_number(cell) for cell in first]
+    if not all(numeric):
+        names = [cell for cell, ok in zip(first, numeric, strict=True) if not ok]
+        if not any(numeric) and all(not c or _NAME.match(c) for c in names) and any(names):
+            columns = [cell or f"column_{j + 1}" for j, cell in enumerate(first)]
+            notes.append(_shorten("header: " + ", ".join(columns)))
+            skip = first_number
+        elif any(numeric) and all(_NAME.match(c) for c in names):
+            notes.append(_shorten(f"skipped line {first_number}: {first_text!r} is not numeric"))
+            skip = first_number
+    if len(head) == 1 and skip:
+        raise ValueError(f"{path}: no data rows")
+    if delimiter != ",":
+        shown = {";": "semicolon", "\t": "tab"}[delimiter]
+        notes.insert(0, f"delimiter: {shown}")
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = [
-                (number, [cell.strip() for cell in row])
-                for number, row in enumerate(csv.reader(f), start=1)
-                if row and any(cell.strip() for cell in row)
-            ]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "input contained no data": checked below
+            data = np.loadtxt(
+                path,
+                delimiter=delimiter,
+                skiprows=skip,
+                quotechar='"',
+                comments=None,
+                ndmin=2,
+                dtype=np.float64,
+                encoding="utf-8-sig",
+            )
     except UnicodeDecodeError:
         raise ValueError(f"{path}: not a UTF-8 text file") from None
-    except csv.Error as exc:
-        raise ValueError(f"{path}: unreadable CSV ({_one_line(exc)})") from None
-    if rows and not all(_is_number(cell) for cell in rows[0][1]):
-        rows = rows[1:]  # a header line
-    if not rows:
+    except ValueError as exc:
+        _diagnose(path, delimiter, skip)
+        raise ValueError(f"{path}: not a numeric CSV file ({_one_line(exc)})") from None
+    if data.shape[0] == 0:
         raise ValueError(f"{path}: no data rows")
-    width = len(rows[0][1])
-    for number, cells in rows:
-        if len(cells) != width:
-            raise ValueError(
-                f"{path}: line {number} has {len(cells)} columns, the first data line has {width}"
-            )
-    text = np.array([cells for _, cells in rows], dtype=str)
+    if not np.isfinite(data).all():
+        _diagnose(path, delimiter, skip)
+        raise ValueError(f"{path}: contains NaN or infinity")  # pragma: no cover - safety net
+    if columns and len(columns) != data.shape[1]:
+        raise ValueError(
+            f"{path}: the header has {len(columns)} names but the rows {data.shape[1]} columns"
+        )
+    return CsvTable(data, columns, notes, delimiter)
+
+
+def _head_lines(path: Path) -> list[tuple[int, str]]:
+    """The first non-empty lines, with their 1-based line numbers."""
+    lines = []
     try:
-        table = text.astype(np.float64)
-    except ValueError:
-        table = None
-    if table is None or not np.isfinite(table).all():
-        for number, cells in rows:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            for number, line in enumerate(f, start=1):
+                text = line.rstrip("\r\n")
+                if text.strip():
+                    lines.append((number, text))
+                    if len(lines) == _SNIFF_LINES:
+                        break
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a UTF-8 text file") from None
+    return lines
+
+
+def _cells(text: str, delimiter: str) -> list[str]:
+    try:
+        row = next(csv.reader([text], delimiter=delimiter), [])
+    except csv.Error:
+        row = text.split(delimiter)
+    return [cell.strip() for cell in row]
+
+
+def _sniff_delimiter(lines: list[str]) -> str:
+    """The delimiter that splits every line into the same number (> 1) of cells."""
+    best, best_width = ",", 1
+    for delimiter in DELIMITERS:
+        widths = {len(_cells(line, delimiter)) for line in lines}
+        if len(widths) == 1 and (width := widths.pop()) > best_width:
+            best, best_width = delimiter, width
+    if best_width == 1:  # no consistent split: the one that splits the most, for the error
+        counts = {d: sum(line.count(d) for line in lines) for d in DELIMITERS}
+        best = max(DELIMITERS, key=lambda d: counts[d])
+    return best
+
+
+def _diagnose(path: Path, delimiter: str, skip: int) -> None:
+    """Raise a one-line ValueError naming the first bad line and column after ``skip`` lines."""
+    width = None
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        for number, line in enumerate(f, start=1):
+            if number <= skip or not line.strip():
+                continue
+            cells = _cells(line.rstrip("\r\n"), delimiter)
+            if width is None:
+                width = len(cells)
+            elif len(cells) != width:
+                raise ValueError(
+                    f"{path}: line {number} has {len(cells)} columns, "
+                    f"the first data line has {width}"
+                )
             for col, cell in enumerate(cells, start=1):
                 if not _is_number(cell):
-                    shown = f"'{cell}'" if cell else "an empty cell"
+                    shown = f"{_shorten(cell, 40)!r}" if cell else "an empty cell"
                     raise ValueError(
                         f"{path}: line {number}, column {col}: {shown} is not a number"
                     )
-                if not np.isfinite(float(cell)):
+                if not math.isfinite(float(cell)):
                     raise ValueError(
                         f"{path}: line {number}, column {col}: '{cell}' is not a finite number"
                     )
-        raise ValueError(f"{path}: not a numeric CSV file")  # pragma: no cover - safety net
-    return table
+
+
+def _shorten(text: str, width: int = 90) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _is_number(cell: str) -> bool:

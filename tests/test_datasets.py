@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -118,6 +120,11 @@ BAD_FILES = [
     ("d.csv", _text("1,2,3\n4,nan,6\n"), "'nan' is not a finite number"),
     ("d.csv", _text("1,2,3\n4,5\n"), "line 2 has 2 columns"),
     ("d.csv", _text("1\n2\n"), "at least 2 columns"),
+    ("d.csv", _text("a,b,c\n1,2,3\n4,5,6,7\n"), "line 3 has 4 columns"),
+    ("d.csv", _text("1,2.3.4,0\n1,2,3\n"), "line 1, column 2: '2.3.4' is not a number"),
+    ("d.csv", _text("a;b;c\n1;2;3\n4;x;6\n"), "line 3, column 2: 'x' is not a number"),
+    ("d.csv", _text("a,b\n1,2\n3,inf\n"), "line 3, column 2: 'inf' is not a finite"),
+    ("d.csv", _text("\n\n1,2,3\n\n4,x,6\n"), "line 5, column 2: 'x'"),
     ("d.csv", lambda p: p.write_bytes(b"\xff\xfe\x00"), "not a UTF-8 text file"),
     ("d.txt", _text("1,2\n"), "unsupported file type ('.txt')"),
     ("d", _text("1,2\n"), "unsupported file type (no suffix)"),
@@ -215,3 +222,48 @@ def test_split_edge_cases():
         datasets.train_test_split(X, y, 1.0)
     with pytest.raises(ValueError, match="rows"):
         datasets.train_test_split(X, y[:3])
+
+
+# -- CSV detection ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "\t"])
+def test_csv_delimiter_and_header_are_detected(tmp_path: Path, delimiter: str):
+    path = tmp_path / "d.csv"
+    rows = [["sepal length (cm)", "width", "target"], ["1.5", "2", "0"], ["3", "-4e-1", "1"]]
+    path.write_text("\n".join(delimiter.join(r) for r in rows) + "\n")
+    table = datasets.load_table(path)
+    np.testing.assert_array_equal(table.X, [[1.5, 2.0], [3.0, -0.4]])
+    np.testing.assert_array_equal(table.y, [0.0, 1.0])
+    assert table.columns == ["sepal length (cm)", "width"] and table.target == "target"
+    assert table.notes[-1] == "header: sepal length (cm), width, target"
+    assert (delimiter == ",") == (len(table.notes) == 1)
+
+
+def test_csv_first_line_mixing_numbers_and_names_is_skipped_and_said(tmp_path: Path):
+    path = tmp_path / "d.csv"
+    path.write_text("1,foo,0\n1,2,0\n3,4,1\n5,6,1\n")
+    table = datasets.load_table(path)
+    assert table.X.shape == (3, 2) and table.columns == []
+    assert table.notes == ["skipped line 1: '1,foo,0' is not numeric"]
+
+
+def test_csv_without_header_keeps_every_row(tmp_path: Path):
+    path = tmp_path / "d.csv"
+    path.write_text("1,2,0\n3,4,1\n")
+    table = datasets.load_table(path)
+    assert table.X.shape == (2, 2) and table.notes == [] and table.columns == []
+
+
+def test_npz_header_claiming_a_huge_array_is_refused(tmp_path: Path):
+    """An .npy header announcing 8 TB must be refused before np.load allocates it."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f8", "fortran_order": False, "shape": (10**6, 10**6)}
+    )
+    path = tmp_path / "d.npz"
+    np.savez(path, y=np.zeros(3))
+    with zipfile.ZipFile(path, "a") as zf:
+        zf.writestr("X.npy", header.getvalue() + bytes(64))
+    with pytest.raises(ValueError, match="announces 8000000000000 bytes but holds"):
+        datasets.load_file(path)

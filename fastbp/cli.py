@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fastbp import __version__, datasets
+from fastbp import __version__, _jit, datasets
 from fastbp.network import (
     _CORRUPT_FILE_ERRORS,
     FORMAT_VERSION,
@@ -419,7 +419,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="write only the predicted class label (classification models)",
     )
     predict.set_defaults(func=run_predict)
+
+    compile_ = commands.add_parser(
+        "compile",
+        help="compile every kernel variant ahead of time, into Numba's cache",
+        description=(
+            "Compile every variant of fastbp's compiled code that a user can reach (float32\n"
+            "and float64; Network, the scikit-learn estimators with each solver, prediction,\n"
+            "reproducible mode) into Numba's on-disk cache, so that no later fit pays the\n"
+            "first-run compile: for container images ('RUN fastbp compile' in a Dockerfile)\n"
+            "and CI jobs. The cache is Numba's: next to the package, or NUMBA_CACHE_DIR."
+        ),
+        formatter_class=_Formatter,
+    )
+    compile_.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="hide the progress bar (shown on stderr only when it is a terminal)",
+    )
+    compile_.set_defaults(func=run_compile)
     return parser
+
+
+def run_compile(args: argparse.Namespace) -> int:
+    """``fastbp compile``: fill Numba's cache with every variant (fastbp.engine.precompile)."""
+    from fastbp.engine.precompile import precompile
+
+    t0 = time.perf_counter()
+    count = precompile(progress=not args.no_progress and sys.stderr.isatty())
+    print(f"compiled {count} variants in {time.perf_counter() - t0:.1f} s")
+    return 0
 
 
 # -- the model file: a Network plus what the command line needs around it ----------------------
@@ -1036,6 +1065,7 @@ def run_train(args: argparse.Namespace) -> int:
     sys.stdout.flush()
 
     t0 = time.perf_counter()
+    _jit.NOTICE_STREAM = sys.stderr  # "compiling kernels, first run only..." when it does
     _warm_up(net.dtype)
     t_compile = time.perf_counter() - t0
 

@@ -125,3 +125,41 @@ def test_a_change_in_another_module_recompiles(tmp_path):
     kernels = copy / "fastbp" / "kernels.py"
     kernels.write_text(kernels.read_text() + "\n# edited\n")
     assert _hits_after_fit(copy, cache) == 0  # the edit recompiled the loop
+
+
+def test_fastbp_compile_fills_the_cache(tmp_path):
+    """After ``fastbp compile``, a fresh process's first fits and predictions, of
+    Network and of the estimators, in both dtypes, compile nothing."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastbp", "compile", "--no-progress"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.startswith("compiled ")
+    code = (
+        "import warnings, numpy as np, fastbp\n"
+        "from fastbp import _loop\n"
+        "warnings.simplefilter('ignore')\n"
+        "rng = np.random.default_rng(1)\n"
+        "for dt in (np.float32, np.float64):\n"
+        "    x = rng.random((30, 5)).astype(dt)\n"
+        "    net = fastbp.Network([5, 7, 3], dtype=dt, seed=1)\n"
+        "    net.fit(x, rng.random((30, 3)), epochs=2, batch_size=8, shuffle=True)\n"
+        "    net.predict(x)\n"
+        "    for solver in ('adam', 'sgd', 'lbfgs'):\n"
+        "        clf = fastbp.MLPClassifier((6,), solver=solver, max_iter=3, random_state=0)\n"
+        "        clf.fit(x, np.arange(30) % 3).predict_proba(x)\n"
+        "        reg = fastbp.MLPRegressor(hidden_layer_sizes=(6,), solver=solver, max_iter=3)\n"
+        "        reg.fit(x, x[:, 0]).predict(x)\n"
+        "fns = (_loop.train_chunk, _loop.loss_grad, _loop.forward)\n"
+        "print(sum(sum(f.stats.cache_misses.values()) for f in fns))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == "0", "a variant was compiled, not loaded"

@@ -68,7 +68,9 @@ def _estimators(dtype: type, solver: str) -> None:
             for y in ys:
                 loss = "poisson" if cls is MLPRegressor and y.ndim == 2 else None
                 params = {"loss": loss} if loss else {}
-                est = cls((4,), solver=solver, max_iter=2, random_state=0, **params)
+                est = cls(
+                    hidden_layer_sizes=(4,), solver=solver, max_iter=2, random_state=0, **params
+                )
                 est.fit(x, y)
                 est.predict(x)
 

@@ -1,8 +1,8 @@
 """Plain-NumPy backpropagation: the oracle for tests and the baseline for benchmarks.
 
-No compiled code runs here. Each layer kernel has the same name and signature as its compiled
-twin in :mod:`fastbp.kernels` and writes into the same caller-supplied outputs,
-so tests and benchmarks can loop over ``{"numpy": reference, "fastbp": kernels}``
+No compiled code runs here. Each layer kernel has the same name and signature as
+its compiled twin in :mod:`fastbp.kernels` and writes into the same caller-supplied
+outputs, so tests and benchmarks can run either on the same arguments
 (``threads`` is accepted and ignored: NumPy's BLAS picks its own thread count).
 Activations and losses are picked by the same codes, taken from the same
 registries (:data:`fastbp.kernels.ACTIVATIONS`, :data:`fastbp.kernels.LOSSES`),

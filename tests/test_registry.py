@@ -182,13 +182,16 @@ def test_tables_elsewhere_still_agree_with_the_registries():
 
 def test_registries_name_what_scikit_learn_names():
     base = pytest.importorskip("sklearn.neural_network._base")
-    assert set(kernels.ACTIVATIONS) == set(base.DERIVATIVES)  # the hidden activations
+    # every activation and loss of scikit-learn's MLP is registered, under its name
+    # (the registries may hold more: fastbp.Network is not limited to scikit-learn's)
+    assert set(base.DERIVATIVES) <= set(kernels.ACTIVATIONS)
     outputs = {loss.out_activation for loss in kernels.LOSSES.values()} - {None}
-    assert set(kernels.ACTIVATIONS) | outputs == set(base.ACTIVATIONS)
+    assert set(base.ACTIVATIONS) <= set(kernels.ACTIVATIONS) | outputs
     sklearn_losses = {loss.name for loss in kernels.LOSSES.values() if loss.term is not None}
-    assert sklearn_losses == set(base.LOSS_FUNCTIONS)
+    assert set(base.LOSS_FUNCTIONS) <= sklearn_losses
     rng = np.random.default_rng(0)
-    for name, entry in kernels.ACTIVATIONS.items():
+    for name in base.DERIVATIVES:
+        entry = kernels.ACTIVATIONS[name]
         z = rng.uniform(-4, 4, (7, 3))
         ours, theirs = z.copy(), z.copy()
         entry.forward_numpy(ours)

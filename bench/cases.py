@@ -280,113 +280,380 @@ TRAINERS: tuple[Trainer, ...] = (
 )
 
 
-# -- per-layer kernels ---------------------------------------------------------------
+# -- the kernel table: drives tests/test_kernels.py and the kernel benchmarks ---------
+#
+# One row per compiled kernel of fastbp.kernels: the kernel, its NumPy twin in
+# fastbp.reference, and a builder of its arguments, ``build(rng, shape, dtype,
+# fortran, *variant)`` with shape (m, k, n) = (rows, inputs, units) of a layer and
+# ``fortran`` asking for F-ordered and transposed 2-D inputs. The builder also says
+# which arrays the kernel writes and how to judge them against the twin (a
+# tolerance kind of tests/conftest.py and a bound on the magnitude of the terms).
 
-KERNEL_OPS: tuple[str, ...] = ("forward", "backward", "update")
+
+@dataclass
+class KernelCall:
+    """Arguments of one kernel call and how to judge what it wrote."""
+
+    args: list[Any]
+    # index of each array the kernel writes -> (tolerance kind, magnitude scale)
+    outputs: dict[int, tuple[str, np.ndarray | None]]
+    # tolerance kind and scale of the return value, if it returns one
+    returns: tuple[str, float] | None = None
 
 
-def _floor_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+@dataclass(frozen=True)
+class KernelRow:
+    """A kernel, its NumPy twin, its argument builder and its variants.
+
+    ``bench``: for the kernels the training loop runs, the variant it runs on layer
+    ``l`` (of ``n`` layers) as ``bench(l)``; None for kernels only tests call.
+    ``per_layer``: benchmarked once per layer on (batch, n_in, n_out), else once on
+    the flat parameter vector. ``reset``: arrays the kernel reads and rewrites
+    (restored before each timed call, so every call sees the same data).
+    """
+
+    kernel: Callable[..., Any]
+    reference: Callable[..., Any]
+    build: Callable[..., KernelCall]
+    variants: dict[str, tuple[Any, ...]]
+    two_d: bool  # takes 2-D inputs: also run with F-ordered and transposed ones
+    bench: Callable[[int], str] | None = None
+    per_layer: bool = True
+    reset: tuple[int, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.reference.__name__
+
+
+def _array(rng, shape, dtype, layout="C", low=-1.0, high=1.0):
+    """Uniform values in [low, high): C-ordered, F-ordered ("F") or a transposed view ("T")."""
+    if layout == "F":
+        return np.asfortranarray(rng.uniform(low, high, shape).astype(dtype))
+    if layout == "T":
+        return rng.uniform(low, high, shape[::-1]).astype(dtype).T
+    return rng.uniform(low, high, shape).astype(dtype)
+
+
+def _layouts(fortran):
+    """Layouts of the first and second 2-D input: F-ordered and transposed, or both C."""
+    return ("F", "T") if fortran else ("C", "C")
+
+
+def _abs64(x):
+    return np.abs(x.astype(np.float64))
+
+
+def _activation_outputs(rng, shape, dtype, activation):
+    """Layer outputs ``a`` a real forward pass could produce: f of uniform z in [-2, 2)."""
+    a = rng.uniform(-2.0, 2.0, shape)
+    kernels.ACTIVATIONS[activation].forward_numpy(a)
+    return a.astype(dtype)
+
+
+def _derivative(a, activation):
+    """|f'(z)| from the output ``a``, in float64 (the twin applied to a delta of ones)."""
+    ones = np.ones(a.shape)
+    kernels.ACTIVATIONS[activation].delta_numpy(ones, a.astype(np.float64))
+    return np.abs(ones)
+
+
+def build_dense_forward(rng, shape, dtype, fortran, activation):
+    m, k, n = shape
+    first, second = _layouts(fortran)
+    x = _array(rng, (m, k), dtype, first, -2.0, 2.0)
+    w = _array(rng, (k, n), dtype, second)
+    b = _array(rng, (n,), dtype)
+    out = np.full((m, n), np.nan, dtype=dtype)
+    # The activations squash or keep the error of z = x @ w + b; + 1 covers the
+    # rounding of a sigmoid or tanh value near 1.
+    scale = _abs64(x) @ _abs64(w) + _abs64(b) + 1.0
+    code = kernels.ACTIVATIONS[activation].code
+    return KernelCall([x, w, b, out, code], {3: ("sum", scale)})
+
+
+def build_dense_backward(rng, shape, dtype, fortran, activation, with_prev):
+    m, k, n = shape
+    first, second = _layouts(fortran)
+    delta = _array(rng, (m, n), dtype)  # written in place: always C-contiguous
+    a = _activation_outputs(rng, (m, n), dtype, activation)
+    if fortran:
+        a = np.asfortranarray(a)
+    a_prev = _array(rng, (m, k), dtype, first, 0.0, 1.0)
+    w = _array(rng, (k, n), dtype, second)
+    dw = np.full((k, n), np.nan, dtype=dtype)
+    db = np.full(n, np.nan, dtype=dtype)
+    delta_prev = np.full((m, k), np.nan, dtype=dtype) if with_prev else None
+    dz = _abs64(delta) * _derivative(a, activation)
+    outputs = {
+        0: ("elementwise", dz),
+        4: ("sum", _abs64(a_prev).T @ dz),
+        5: ("sum", dz.sum(axis=0)),
+    }
+    if with_prev:
+        outputs[6] = ("sum", dz @ _abs64(w).T)
+    code = kernels.ACTIVATIONS[activation].code
+    return KernelCall([delta, a, a_prev, w, dw, db, delta_prev, code], outputs)
+
+
+def build_dense_backward_sgd(rng, shape, dtype, fortran, activation, with_prev):
+    call = build_dense_backward(rng, shape, dtype, fortran, activation, with_prev)
+    delta, a, a_prev, w, _, db, delta_prev, code = call.args
+    lr = 0.37
+    b = _array(rng, db.shape, dtype)
+    if fortran:  # w is updated in place: it must stay C-contiguous
+        w = np.ascontiguousarray(w)
+    dz = call.outputs[0][1]
+    outputs = {
+        0: call.outputs[0],
+        3: ("sum", _abs64(w) + lr * call.outputs[4][1]),
+        4: ("sum", _abs64(b) + lr * call.outputs[5][1]),
+        5: call.outputs[5],
+    }
+    if with_prev:
+        outputs[6] = ("sum", dz @ _abs64(w).T)
+    return KernelCall([delta, a, a_prev, w, b, db, delta_prev, lr, code], outputs)
+
+
+def build_mse_loss_grad(rng, shape, dtype, fortran):
+    m, _, n = shape
+    first, second = _layouts(fortran)
+    a = _array(rng, (m, n), dtype, first, 0.0, 1.0)
+    y = _array(rng, (m, n), dtype, second, 0.0, 1.0)
+    grad = np.full((m, n), np.nan, dtype=dtype)
+    loss = float(np.sum((a.astype(np.float64) - y) ** 2)) / m
+    return KernelCall([a, y, grad], {2: ("elementwise", None)}, returns=("sum", loss))
+
+
+def build_output_activation(rng, shape, dtype, fortran, loss):
+    m, _, n = shape
+    a = _array(rng, (m, n), dtype, "C", -3.0, 3.0)
+    return KernelCall([a, kernels.LOSSES[loss].code], {0: ("sum", np.exp(_abs64(a)))})
+
+
+def _outputs_and_targets(rng, m, n, dtype, loss):
+    """Output-layer values and targets such a loss sees in training."""
+    if loss == "poisson":
+        return _array(rng, (m, n), dtype, "C", 0.1, 3.0), rng.integers(0, 4, (m, n)).astype(dtype)
+    if loss == "binary_log_loss":
+        return _array(rng, (m, n), dtype, "C", 0.0, 1.0), rng.integers(0, 2, (m, n)).astype(dtype)
+    if loss == "log_loss":
+        a = _array(rng, (m, n), dtype, "C", 0.01, 1.0)
+        a /= a.sum(axis=1, keepdims=True)
+        y = np.eye(n, dtype=dtype)[rng.integers(0, n, m)]
+        return a, y
+    return _array(rng, (m, n), dtype), _array(rng, (m, n), dtype)
+
+
+def build_output_loss_grad(rng, shape, dtype, fortran, loss, weighted):
+    m, _, n = shape
+    a, y = _outputs_and_targets(rng, m, n, dtype, loss)
+    sw = _array(rng, (m,), dtype, "C", 0.1, 2.0) if weighted else np.empty(0, dtype)
+    sw_sum = float(sw.astype(np.float64).sum()) if weighted else float(m)
+    grad = np.full((m, n), np.nan, dtype=dtype)
+    w = sw.astype(np.float64) if weighted else np.ones(m)
+    scale = _abs64(a - y) * (w / sw_sum)[:, None]
+    code = kernels.LOSSES[loss].code
+    # Every term of these losses has one sign: |J| bounds the sum of |terms|.
+    value = reference.output_loss_grad(a, y, sw, sw_sum, code, grad.copy())
+    return KernelCall(
+        [a, y, sw, sw_sum, code, grad], {5: ("elementwise", scale)}, returns=("sum", abs(value))
+    )
+
+
+def build_sum_squares(rng, shape, dtype, fortran):
+    m, _, n = shape
+    w = _array(rng, (m, n), dtype)
+    return KernelCall([w], {}, returns=("sum", float(np.sum(_abs64(w) ** 2))))
+
+
+def build_l2_add(rng, shape, dtype, fortran):
+    m, _, n = shape
+    dw = _array(rng, (m, n), dtype)
+    w = _array(rng, (m, n), dtype)
+    return KernelCall([dw, w, 0.03], {0: ("elementwise", _abs64(dw) + 0.03 * _abs64(w))})
+
+
+def build_momentum_update(rng, shape, dtype, fortran, nesterov):
+    m, _, n = shape
+    param, grad, velocity = (_array(rng, (m * n,), dtype) for _ in range(3))
+    lr, mu = 0.37, 0.9
+    v_scale = mu * _abs64(velocity) + lr * _abs64(grad)
+    p_scale = _abs64(param) + mu * v_scale + lr * _abs64(grad)
+    return KernelCall(
+        [param, grad, velocity, lr, mu, nesterov],
+        {0: ("elementwise", p_scale), 2: ("elementwise", v_scale)},
+    )
+
+
+def build_adam_update(rng, shape, dtype, fortran):
+    m, _, n = shape
+    param, grad, first = (_array(rng, (m * n,), dtype) for _ in range(3))
+    second = _array(rng, (m * n,), dtype, "C", 0.0, 1.0)
+    lr, b1, b2, eps = 0.01, 0.9, 0.999, 1e-8
+    m_scale = b1 * _abs64(first) + (1 - b1) * _abs64(grad)
+    v_scale = b2 * _abs64(second) + (1 - b2) * _abs64(grad) ** 2
+    p_scale = _abs64(param) + lr * m_scale / (np.sqrt(b2 * second.astype(np.float64)) + eps)
+    return KernelCall(
+        [param, grad, first, second, lr, b1, b2, eps],
+        {0: ("sum", p_scale), 2: ("elementwise", m_scale), 3: ("elementwise", v_scale)},
+    )
+
+
+def _with_prev(prefix: str) -> Callable[[int], str]:
+    """The variant the loop runs on layer l: no delta_prev below the first layer."""
+    return lambda layer: f"{prefix}-{'delta_prev' if layer else 'no_delta_prev'}"
+
+
+_BACKWARD_VARIANTS = {
+    f"{name}-{'delta_prev' if prev else 'no_delta_prev'}": (name, prev)
+    for name in kernels.ACTIVATIONS
+    for prev in (True, False)
+}
+_SKLEARN_LOSSES = [loss.name for loss in kernels.LOSSES.values() if loss.term is not None]
+
+KERNEL_TABLE: tuple[KernelRow, ...] = (
+    KernelRow(
+        kernels.dense_forward,
+        reference.dense_forward,
+        build_dense_forward,
+        {name: (name,) for name in kernels.ACTIVATIONS},
+        two_d=True,
+        bench=lambda layer: "logistic",
+    ),
+    KernelRow(
+        kernels.dense_backward,
+        reference.dense_backward,
+        build_dense_backward,
+        _BACKWARD_VARIANTS,
+        two_d=True,
+        bench=_with_prev("logistic"),
+        reset=(0,),
+    ),
+    KernelRow(
+        kernels.dense_backward_sgd,
+        reference.dense_backward_sgd,
+        build_dense_backward_sgd,
+        _BACKWARD_VARIANTS,
+        two_d=True,
+        bench=_with_prev("logistic"),
+        reset=(0,),
+    ),
+    KernelRow(kernels.mse_loss_grad, reference.mse_loss_grad, build_mse_loss_grad, {"": ()}, True),
+    KernelRow(
+        kernels.output_activation,
+        reference.output_activation,
+        build_output_activation,
+        {name: (name,) for name in _SKLEARN_LOSSES},
+        two_d=False,
+    ),
+    KernelRow(
+        kernels.output_loss_grad,
+        reference.output_loss_grad,
+        build_output_loss_grad,
+        {
+            f"{name}-{'weighted' if weighted else 'unweighted'}": (name, weighted)
+            for name in _SKLEARN_LOSSES
+            for weighted in (True, False)
+        },
+        two_d=False,
+    ),
+    KernelRow(kernels.sum_squares, reference.sum_squares, build_sum_squares, {"": ()}, False),
+    KernelRow(kernels.l2_add, reference.l2_add, build_l2_add, {"": ()}, False),
+    KernelRow(
+        kernels.momentum_update,
+        reference.momentum_update,
+        build_momentum_update,
+        {"nesterov": (True,), "momentum": (False,)},
+        two_d=False,
+        bench=lambda layer: "nesterov",  # scikit-learn's default
+        per_layer=False,
+    ),
+    KernelRow(
+        kernels.adam_update,
+        reference.adam_update,
+        build_adam_update,
+        {"": ()},
+        two_d=False,
+        bench=lambda layer: "",
+        per_layer=False,
+    ),
+)
+KERNEL_BY_NAME = {row.name: row for row in KERNEL_TABLE}
+
+# The kernels the training loop runs, in the order of a step.
+KERNEL_OPS: tuple[str, ...] = tuple(row.name for row in KERNEL_TABLE if row.bench is not None)
+
+
+def _floor_forward(x, w, b, out, activation):
     np.matmul(x, w, out=out)
 
 
-def _floor_backward(
-    delta: np.ndarray,
-    a: np.ndarray,
-    a_prev: np.ndarray,
-    w: np.ndarray,
-    dw: np.ndarray,
-    db: np.ndarray,
-    delta_prev: np.ndarray | None,
-) -> None:
+def _floor_backward(delta, a, a_prev, w, dw, db, delta_prev, activation):
     np.matmul(a_prev.T, delta, out=dw)
     if delta_prev is not None:
         np.matmul(delta, w.T, out=delta_prev)
 
 
-def _floor_loss_grad(a: np.ndarray, y: np.ndarray, grad: np.ndarray) -> float:
-    return 0.0
+def _floor_backward_sgd(delta, a, a_prev, w, b, db, delta_prev, lr, activation):
+    if delta_prev is not None:
+        np.matmul(delta, w.T, out=delta_prev)
+    np.matmul(a_prev.T, delta, out=w)  # the product only (the kernel adds it to w)
 
 
-# The GEMM floor as a kernel module: the same signatures, matrix products only.
-GEMM_FLOOR_KERNELS = types.SimpleNamespace(
-    dense_forward=_floor_forward,
-    dense_backward=_floor_backward,
-    mse_loss_grad=_floor_loss_grad,
-    sgd_update=None,
-)
-
-KERNEL_IMPLS: dict[str, Any] = {
-    "fastbp": kernels,
-    "numpy": reference,
-    "gemm-floor": GEMM_FLOOR_KERNELS,
+# The GEMM floor: only the matrix products of the kernels that have them.
+_GEMM_FLOOR = {
+    "dense_forward": _floor_forward,
+    "dense_backward": _floor_backward,
+    "dense_backward_sgd": _floor_backward_sgd,
 }
+KERNEL_IMPLS: tuple[str, ...] = ("fastbp", "numpy", "gemm-floor")
 
 
 def kernel_supported(impl: str, op: str) -> bool:
-    """The GEMM floor has no update kernel."""
-    return not (impl == "gemm-floor" and op == "update")
+    """The GEMM floor exists only for the kernels with matrix products."""
+    return impl != "gemm-floor" or op in _GEMM_FLOOR
 
 
 def kernel_flops(case: Case, op: str) -> int:
-    """FLOPs of one call of ``op`` over all layers for one batch (GEMMs; update: 2 per param)."""
-    if op == "update":
-        return 2 * sum(n_in * n_out + n_out for n_in, n_out in case.layers)
-    return case.gemm_flops(case.batch_rows)[op]
+    """FLOPs of one call of ``op`` over all layers for one batch (GEMMs; updates: per param)."""
+    rows = case.batch_rows
+    if op == "dense_forward":
+        return case.gemm_flops(rows)["forward"]
+    if op in ("dense_backward", "dense_backward_sgd"):
+        return case.gemm_flops(rows)["backward"]
+    n_params = sum(n_in * n_out + n_out for n_in, n_out in case.layers)
+    return (2 if op == "momentum_update" else 8) * n_params
 
 
 def make_kernel_op(impl: str, op: str, case: Case, dtype: type[np.floating]) -> Runner:
-    """One batch through every layer with ``KERNEL_IMPLS[impl]``'s kernels.
+    """One batch of ``case`` through kernel ``op`` as the training loop runs it.
 
-    forward: ``dense_forward`` per layer. backward: ``mse_loss_grad`` then
-    ``dense_backward`` per layer, top down (the loss gradient rewrites the top delta
-    each call, so repeated calls see the same data). update: ``sgd_update`` on every
-    weight and bias, as 1-D views.
+    Per-layer kernels run once per layer on (batch, n_in, n_out) with the variant
+    the loop uses there (logistic; no delta_prev below the first layer); the
+    optimizer updates run once on a vector of the network's parameter count. The
+    arguments are built by the kernel table's builder, before timing; arrays the
+    kernel reads and rewrites (``reset``) are restored before each call.
     """
-    mod = KERNEL_IMPLS[impl]
-    x, y = case.data(dtype)
+    row = KERNEL_BY_NAME[op]
+    assert row.bench is not None, f"{op} is not a kernel the training loop runs"
+    fn = {"fastbp": row.kernel, "numpy": row.reference}.get(impl) or _GEMM_FLOOR[op]
+    rng = np.random.default_rng(SEED)
     m = case.batch_rows
-    xb, yb = x[:m], y[:m]
-    weights, biases = reference.init_params(case.sizes, dtype, seed=SEED)
-    acts = reference.forward(xb, weights, biases)
-    deltas = _small_deltas(acts)  # the GEMM floor never writes the top one
-    top = len(weights) - 1
-
-    if op == "forward":
-
-        def run() -> None:
-            a_prev = xb
-            for w, b, a in zip(weights, biases, acts, strict=True):
-                mod.dense_forward(a_prev, w, b, a)
-                a_prev = a
-
-    elif op == "backward":
-        dws = [np.empty_like(w) for w in weights]
-        dbs = [np.empty_like(b) for b in biases]
-
-        def run() -> None:
-            mod.mse_loss_grad(acts[top], yb, deltas[top])
-            for layer in range(top, -1, -1):
-                a_prev = acts[layer - 1] if layer else xb
-                below = deltas[layer - 1] if layer else None
-                mod.dense_backward(
-                    deltas[layer],
-                    acts[layer],
-                    a_prev,
-                    weights[layer],
-                    dws[layer],
-                    dbs[layer],
-                    below,
-                )
-
-    elif op == "update":
-        params = [p.reshape(-1) for p in weights + biases]
-        rng = np.random.default_rng(SEED)
-        grads = [rng.standard_normal(p.size).astype(dtype) for p in params]
-
-        def run() -> None:
-            for p, g in zip(params, grads, strict=True):
-                mod.sgd_update(p, g, 1e-6)
-
+    if row.per_layer:
+        shapes = [(m, n_in, n_out) for n_in, n_out in case.layers]
     else:
-        raise ValueError(f"unknown kernel op {op!r}")
+        shapes = [(1, 1, sum(n_in * n_out + n_out for n_in, n_out in case.layers))]
+    calls = [
+        row.build(rng, shape, dtype, False, *row.variants[row.bench(layer)])
+        for layer, shape in enumerate(shapes)
+    ]
+    resets = [[(call.args[i], call.args[i].copy()) for i in row.reset] for call in calls]
+
+    def run() -> None:
+        for call, saved in zip(calls, resets, strict=True):
+            for array, original in saved:
+                np.copyto(array, original)
+            fn(*call.args)
+
     return run

@@ -320,8 +320,17 @@ def render_kernels(data: dict[str, Any]) -> list[str]:
     table = kernel_times(data)
     if not table:
         return []
-    ops = ("forward", "backward", "update")
-    keys = sorted(table, key=lambda k: (_case_key(k[1]), k[2], ops.index(k[0])))
+    # The kernels in the order of a training step (bench.cases.KERNEL_OPS); others last.
+    ops = (
+        "dense_forward",
+        "dense_backward",
+        "dense_backward_sgd",
+        "momentum_update",
+        "adam_update",
+    )
+    keys = sorted(
+        table, key=lambda k: (_case_key(k[1]), k[2], ops.index(k[0]) if k[0] in ops else len(ops))
+    )
     head = ["kernel", "case", "dtype", "fastbp", "NumPy ref.", "GEMM floor", "fastbp vs NumPy"]
     head += ["fastbp / floor", "other load"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

@@ -1,7 +1,11 @@
-"""Per-layer kernels over one batch: groups ``kernel|<op>|<case>|<dtype>``.
+"""The kernels the training loop runs, over one batch: groups ``kernel|<op>|<case>|<dtype>``.
 
-fastbp's compiled kernels, their NumPy twins in :mod:`fastbp.reference` and the
-GEMM floor (matrix products only), on the shapes of the cases marked ``kernels``.
+``op`` is the kernel's name (``dense_forward``, ``dense_backward``,
+``dense_backward_sgd``, ``momentum_update``, ``adam_update``: the rows of
+``bench.cases.KERNEL_TABLE`` with a ``bench`` variant, built by the same builders as
+the kernel tests). fastbp's compiled kernels, their NumPy twins in
+:mod:`fastbp.reference` and the GEMM floor (matrix products only), on the shapes of
+the cases marked ``kernels``.
 """
 
 from __future__ import annotations

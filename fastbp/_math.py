@@ -31,8 +31,6 @@ from numba.extending import intrinsic, overload
 
 from fastbp._jit import JIT_OPTIONS, jit
 
-_LN2 = math.log(2.0)
-
 
 @intrinsic
 def _float_from_bits(typingctx, bits):
@@ -177,14 +175,16 @@ def _sigmoid_overload(z):
 
 
 def as_dtype_of(value, like):
-    """``value`` converted to the dtype of array ``like`` (so float32 math stays float32)."""
+    """``value`` converted to the dtype of ``like``, an array or a float32/float64
+    scalar (so float32 math stays float32)."""
     return like.dtype.type(value)
 
 
 @overload(as_dtype_of, jit_options=JIT_OPTIONS)
 def _as_dtype_of_overload(value, like):
-    if like.dtype == types.float32:
+    dtype = like.dtype if isinstance(like, types.Array) else like
+    if dtype == types.float32:
         return lambda value, like: np.float32(value)
-    if like.dtype == types.float64:
+    if dtype == types.float64:
         return lambda value, like: np.float64(value)
     return None

@@ -1,9 +1,12 @@
 """Plain-NumPy backpropagation: the oracle for tests and the baseline for benchmarks.
 
-No Numba here. Each layer kernel has the same name and signature as its compiled
-twin in :mod:`fastbp.kernels` and writes into the same caller-supplied outputs,
-so tests and benchmarks can loop over ``{"numpy": reference, "fastbp": kernels}``
+No compiled code runs here. Each layer kernel has the same name and signature as
+its compiled twin in :mod:`fastbp.kernels` and writes into the same caller-supplied
+outputs, so tests and benchmarks can run either on the same arguments
 (``threads`` is accepted and ignored: NumPy's BLAS picks its own thread count).
+Activations and losses are picked by the same codes, taken from the same
+registries (:data:`fastbp.kernels.ACTIVATIONS`, :data:`fastbp.kernels.LOSSES`),
+whose entries carry the NumPy twin of each compiled element-wise function.
 It is a fair vectorised implementation (BLAS products into preallocated buffers,
 no per-sample Python loops), readable line by line against the equations:
 
@@ -23,24 +26,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-IDENTITY = 0
-LOGISTIC = 1
-TANH = 2
-RELU = 3
+from fastbp.kernels import ACTIVATIONS, LOGISTIC, LOSSES
 
-
-def sigmoid(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """``1 / (1 + exp(-z))`` in NumPy, into ``out`` (may be ``z`` itself)."""
-    out = np.negative(z, out=out)
-    with np.errstate(over="ignore"):  # exp(-z) = inf gives the right limit, 0
-        np.exp(out, out=out)
-    out += 1
-    return np.reciprocal(out, out=out)
-
-
-def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, threads: int | None = None) -> None:
-    """``out[:] = a @ b``."""
-    np.matmul(a, b, out=out)
+# Entries by code (codes are positions in the registries).
+_ACTIVATION_OF = tuple(ACTIVATIONS.values())
+_LOSS_OF = tuple(LOSSES.values())
 
 
 def dense_forward(
@@ -54,12 +44,7 @@ def dense_forward(
     """``out[:] = f(x @ w + b)``. x (m, n_in), w (n_in, n_out), b (n_out,), out (m, n_out)."""
     np.matmul(x, w, out=out)
     out += b
-    if activation == LOGISTIC:
-        sigmoid(out, out=out)
-    elif activation == TANH:
-        np.tanh(out, out=out)
-    elif activation == RELU:
-        np.maximum(out, 0, out=out)
+    _ACTIVATION_OF[activation].forward_numpy(out)
 
 
 def dense_backward(
@@ -74,13 +59,7 @@ def dense_backward(
     threads: int | None = None,
 ) -> None:
     """One layer's backward pass; the same contract as :func:`fastbp.kernels.dense_backward`."""
-    if activation == LOGISTIC:
-        delta *= a
-        delta *= 1 - a
-    elif activation == TANH:
-        delta *= 1 - a * a
-    elif activation == RELU:
-        delta[a <= 0] = 0
+    _ACTIVATION_OF[activation].delta_numpy(delta, a)
     np.sum(delta, axis=0, out=db)
     np.matmul(a_prev.T, delta, out=dw)
     if delta_prev is not None:
@@ -253,52 +232,28 @@ def train(
 
 
 # -- output layers, losses and optimizers of the scikit-learn estimators ------------
-# Twins of the kernels of the same names in fastbp.kernels (same codes, same contracts).
-
-LOSS_MSE = 0
-LOSS_SQUARED = 1
-LOSS_POISSON = 2
-LOSS_BINARY = 3
-LOSS_SOFTMAX = 4
 
 
 def output_activation(a: np.ndarray, loss: int) -> None:
-    """Apply the output function of ``loss`` in place (exp for Poisson, row softmax)."""
-    if loss == LOSS_POISSON:
-        np.exp(a, out=a)
-    elif loss == LOSS_SOFTMAX:
-        a -= a.max(axis=1, keepdims=True)
-        np.exp(a, out=a)
-        a /= a.sum(axis=1, keepdims=True)
-
-
-def _xlogy(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(x == 0, 0.0, x * np.log(y))
+    """Apply the output function of loss ``loss`` in place (exp for Poisson, row softmax)."""
+    output = _LOSS_OF[loss].output_numpy
+    if output is not None:
+        output(a)
 
 
 def output_loss_grad(
     a: np.ndarray, y: np.ndarray, sw: np.ndarray, sw_sum: float, loss: int, grad: np.ndarray
 ) -> float:
     """Return the batch loss J and write ``grad = w_i (a - y) / sw_sum``."""
+    entry = _LOSS_OF[loss]
     m, k = a.shape
     w = np.ones(m) if sw.size == 0 else sw.astype(np.float64)
-    a64, y64 = a.astype(np.float64), y.astype(np.float64)
     eps = float(np.finfo(a.dtype).eps)
-    if loss == LOSS_SQUARED:
-        per = 0.5 * (a64 - y64) ** 2 / k
-    elif loss == LOSS_POISSON:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            per = _xlogy(y64, y64 / a64) - y64 + a64
-    elif loss == LOSS_BINARY:
-        p = np.clip(a64, eps, 1 - eps)
-        per = -(_xlogy(y64, p) + _xlogy(1 - y64, 1 - p))
-    else:
-        p = np.clip(a64, eps, 1 - eps)
-        per = -_xlogy(y64, p)
+    per = entry.term_numpy(a.astype(np.float64), y.astype(np.float64), eps)
     np.subtract(a, y, out=grad)
     grad *= (w / sw_sum).astype(grad.dtype)[:, None]
-    return float(per.sum(axis=1) @ w) / sw_sum
+    total = float(per.sum(axis=1) @ w) / sw_sum
+    return total * 0.5 / k if entry.half_mean else total
 
 
 def sum_squares(w: np.ndarray) -> float:

@@ -157,8 +157,7 @@ def _output_transform_impl(objective, out):
         return lambda objective, out: None  # Network: every layer's own activation
 
     def impl(objective, out):
-        if objective.loss == kernels.LOSS_POISSON or objective.loss == kernels.LOSS_SOFTMAX:
-            kernels.output_activation(out, objective.loss)
+        kernels.output_activation(out, objective.loss)  # the registry's output function
 
     return impl
 

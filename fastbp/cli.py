@@ -18,11 +18,9 @@ Other exceptions are bugs and keep their traceback.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,16 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fastbp import __version__, _jit, datasets
-from fastbp.network import (
-    _CORRUPT_FILE_ERRORS,
-    FORMAT_VERSION,
-    DivergenceError,
-    Network,
-    _check_member_sizes,
-    _file_mode,
-    _fsync_directory,
-)
+from fastbp import __version__, _files, _jit, datasets, kernels
+from fastbp.network import DivergenceError, Network
 
 # Defaults of `fastbp train` (see README "Command line" for what they reach on
 # scikit-learn's iris, wine, breast-cancer, digits and diabetes tables). Epochs and
@@ -276,6 +266,13 @@ def build_parser() -> argparse.ArgumentParser:
         "no hidden layer (default: 64; xor: 4)",
     )
     train.add_argument(
+        "--activation",
+        choices=sorted(kernels.ACTIVATIONS),
+        default=None,
+        help="activation of the hidden layers; the output layer stays logistic "
+        "(default: logistic, or the resumed model's)",
+    )
+    train.add_argument(
         "--epochs",
         type=_int_at_least(1),
         default=None,
@@ -441,6 +438,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _activation_text(net: Network) -> str:
+    """'sigmoid' for the default network, else its hidden layers' activation."""
+    hidden = set(net.activations[:-1]) or {"logistic"}
+    return "sigmoid" if hidden == {"logistic"} else f"{'/'.join(sorted(hidden))} hidden"
+
+
 def run_compile(args: argparse.Namespace) -> int:
     """``fastbp compile``: fill Numba's cache with every variant (fastbp.engine.precompile)."""
     from fastbp.engine.precompile import precompile
@@ -554,14 +557,7 @@ def save_model(path: Path, model: Model) -> None:
     The archive holds the entries of :meth:`Network.save` plus ``cli_*`` entries
     (numbers and strings only); :func:`load_model` reads it back.
     """
-    net = model.net
-    arrays: dict[str, np.ndarray] = {
-        "fastbp_format": np.array(FORMAT_VERSION),
-        "sizes": np.array(net.sizes, dtype=np.int64),
-    }
-    for layer, (w, b) in enumerate(zip(net.weights, net.biases, strict=True)):
-        arrays[f"W{layer}"] = w
-        arrays[f"b{layer}"] = b
+    arrays = model.net._to_arrays()
     arrays.update(
         cli_format=np.array(CLI_FORMAT),
         cli_task=np.array(model.task),
@@ -574,20 +570,7 @@ def save_model(path: Path, model: Model) -> None:
         cli_columns=np.array(model.columns, dtype=str).reshape(-1),
         cli_target=np.array(model.target),
     )
-    mode = _file_mode(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_directory(path.parent)
+    _files.save_npz(path, arrays)
 
 
 def load_model(path: Path) -> Model:
@@ -608,68 +591,20 @@ def load_model(path: Path) -> Model:
     def bad(why: str) -> UserError:
         return UserError(f"{path}: not a fastbp model file ({why})")
 
-    with open(path, "rb") as f:
-        try:
-            loaded = np.load(f, allow_pickle=False)
-            if not isinstance(loaded, np.lib.npyio.NpzFile):
-                raise bad("a single .npy array, not an .npz archive")
-            with loaded as npz:
-                _check_member_sizes(npz.zip)
-                arrays = {name: npz[name] for name in npz.files}
-        except _CORRUPT_FILE_ERRORS as exc:
-            why = _one_line(str(exc))
-            if "pickle" in why:  # NumPy's advice to load it unsafely: not for a model
-                why = "not a NumPy .npz archive" if "file containing" in why else "Python objects"
-            raise bad(why) from None
-    for name, arr in arrays.items():
-        if not isinstance(arr, np.ndarray):
-            raise bad(f"entry {name} is not an array")
-        if arr.dtype.kind in "iuf" and not arr.dtype.isnative:
-            arrays[name] = arr.astype(arr.dtype.newbyteorder("="))
+    try:
+        arrays = _files.read_npz(path)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     meta = {name: arrays.pop(name) for name in list(arrays) if name.startswith("cli_")}
-    net = _network_from(arrays, bad)
+    try:
+        net = Network._from_arrays(arrays, str(path))
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     n_in, n_out = net.sizes[0], net.sizes[-1]
     if not meta:
         classes = np.arange(max(n_out, 2), dtype=np.float64)
         return Model(net, "classify", classes, np.zeros(n_in), np.ones(n_in), "none")
     return _model_from(net, meta, n_in, n_out, bad)
-
-
-def _network_from(arrays: dict[str, np.ndarray], bad: Callable[[str], UserError]) -> Network:
-    version = arrays.get("fastbp_format")
-    if version is None or version.shape != () or version.dtype.kind not in "iu":
-        raise bad("no fastbp_format entry")
-    if int(version) != FORMAT_VERSION:
-        raise bad(f"format version {int(version)}; this fastbp reads {FORMAT_VERSION}")
-    sizes = arrays.get("sizes")
-    if sizes is None or sizes.ndim != 1 or sizes.dtype.kind not in "iu" or sizes.size < 2:
-        raise bad("sizes must be a 1-D integer array of at least 2 widths")
-    if (sizes < 1).any() or (sizes > 1 << 24).any():
-        raise bad(f"layer widths must be in 1..2**24, got {sizes.tolist()}")
-    n_layers = sizes.size - 1
-    expected = {"fastbp_format", "sizes"}
-    expected |= {f"W{i}" for i in range(n_layers)} | {f"b{i}" for i in range(n_layers)}
-    if set(arrays) != expected:
-        raise bad(f"entries {sorted(arrays)}, expected {sorted(expected)}")
-    dtype = arrays["W0"].dtype
-    if dtype not in (np.float32, np.float64):
-        raise bad(f"weights must be float32 or float64, got {dtype}")
-    weights, biases = [], []
-    for layer in range(n_layers):
-        for name, shape, out in (
-            (f"W{layer}", (int(sizes[layer]), int(sizes[layer + 1])), weights),
-            (f"b{layer}", (int(sizes[layer + 1]),), biases),
-        ):
-            arr = arrays[name]
-            if arr.dtype != dtype or arr.shape != shape:
-                raise bad(f"{name} is {arr.dtype} {arr.shape}, expected {dtype} {shape}")
-            if not np.isfinite(arr).all():
-                raise bad(f"{name} contains NaN or infinity")
-            out.append(arr)
-    net = Network([int(s) for s in sizes], dtype=dtype, seed=0)
-    net.weights = weights
-    net.biases = biases
-    return net
 
 
 def _model_from(net: Network, meta: dict[str, np.ndarray], n_in: int, n_out: int, bad) -> Model:
@@ -904,7 +839,10 @@ def _new_model(args, table, task, classes, X_train, y_train, hidden, dtype) -> M
     else:
         n_out = 1 if table.y.ndim == 1 else table.y.shape[1]
         y_offset, y_scale = fit_target_scaling(y_train)
-    net = Network([X_train.shape[1], *hidden, n_out], dtype=dtype, seed=args.seed)
+    activation = args.activation or "logistic"
+    net = Network(
+        [X_train.shape[1], *hidden, n_out], dtype=dtype, seed=args.seed, activation=activation
+    )
     return Model(
         net, task, classes, x_offset, x_scale, scale, y_offset, y_scale, list(table.columns),
         table.target,
@@ -934,7 +872,14 @@ def _resumed_model(args, table: datasets.Table, hidden_given: list[int] | None) 
     if model.task == "classify":
         class_index(model.classes, table.y if table.y.ndim == 1 else table.y.argmax(axis=1))
     # Reseed the shuffling: the same --seed gives the same continued run.
-    resumed = Network(sizes, dtype=model.net.dtype, seed=args.seed)
+    if args.activation is not None and args.activation != model.net.activations[0]:
+        raise UserError(
+            f"--activation {args.activation}: the resumed model's hidden layers are "
+            f"{model.net.activations[0]}"
+        )
+    resumed = Network(
+        sizes, dtype=model.net.dtype, seed=args.seed, activation=model.net.activations
+    )
     resumed.weights = model.net.weights
     resumed.biases = model.net.biases
     model.net = resumed
@@ -1052,7 +997,7 @@ def run_train(args: argparse.Namespace) -> int:
     batch = train.rows if batch_size is None else min(batch_size, train.rows)
     batch_text = f"{batch} (full)" if batch == train.rows else f"{batch}, shuffled"
     print(
-        f"network: {'-'.join(map(str, sizes))} sigmoid, {net.dtype.name}, scaling "
+        f"network: {'-'.join(map(str, sizes))} {_activation_text(net)}, {net.dtype.name}, scaling "
         f"{model.scale}; lr {lr:.3g}, batch {batch_text}"
     )
     stopping = val.rows > 0 and patience > 0

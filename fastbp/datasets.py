@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fastbp.network import _check_member_sizes
+from fastbp._files import check_member_sizes
 
 __all__ = [
     "MAX_CLASSES",
@@ -213,7 +213,7 @@ def _read_npz(path: Path, required: tuple[str, ...]) -> dict[str, np.ndarray]:
             try:
                 # A header announcing more bytes than the member holds would make
                 # np.load allocate them first: refused before reading anything.
-                _check_member_sizes(npz.zip)
+                check_member_sizes(npz.zip)
                 arrays = {name: npz[name] for name in required}
             except (zipfile.BadZipFile, zlib.error, EOFError, KeyError, OSError) as exc:
                 raise ValueError(f"{path}: corrupt .npz archive ({_one_line(exc)})") from None

@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import os
-import stat
-import tempfile
 import time
-import zipfile
-import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fastbp import engine, kernels
+from fastbp import _files, engine, kernels
 from fastbp._validation import (
     FLOAT_DTYPES,
     all_finite,
@@ -31,9 +25,37 @@ from fastbp._validation import (
 )
 from fastbp.engine.init import glorot_uniform
 
-FORMAT_VERSION = 1
+# Model files: version 2 records each layer's activation; version 1 files (all
+# layers logistic) still load.
+FORMAT_VERSION = 2
+DEFAULT_ACTIVATION = "logistic"
 # "No sample weights" for the compiled loop: an empty array of the data's dtype.
 _NO_WEIGHTS = {dt: np.empty(0, dtype=dt) for dt in FLOAT_DTYPES}
+
+
+def _check_activation(activation: Any, n_layers: int) -> list[str]:
+    """One registered activation name per layer (see :class:`Network`), else a
+    TypeError or ValueError naming ``activation``."""
+    known = sorted(kernels.ACTIVATIONS)
+    if isinstance(activation, str):
+        names = [activation] * (n_layers - 1) + [DEFAULT_ACTIVATION]
+    elif isinstance(activation, list | tuple):
+        names = list(activation)
+        if len(names) != n_layers:
+            raise ValueError(
+                f"activation must be one name, or one per layer ({n_layers}, the output "
+                f"layer's last), got {len(names)}"
+            )
+    else:
+        raise TypeError(
+            f"activation must be a name or a list of names, got {type(activation).__name__}"
+        )
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"activation names must be str, got {type(name).__name__}")
+        if name not in kernels.ACTIVATIONS:
+            raise ValueError(f"activation must be one of {known}, got {name!r}")
+    return names
 
 
 class DivergenceError(FloatingPointError):
@@ -84,6 +106,13 @@ class Network:
     seed : int or None
         Seed of the network's generator, ``numpy.random.default_rng(seed)``, used
         for the initial weights and then for shuffling.
+    activation : str or sequence of str, default "logistic"
+        A registered activation (``fastbp.kernels.ACTIVATIONS``: "logistic",
+        "tanh", "relu", "identity") for every hidden layer, the output layer
+        staying logistic; or one name per layer, the output layer's last. Each
+        derivative is taken from the layer's stored output. Initial weights are
+        uniform in ``±sqrt(f / (fan_in + fan_out))`` with f = 2 for logistic
+        hidden layers (the blog's) and scikit-learn's f = 6 for the others.
 
     Attributes
     ----------
@@ -94,22 +123,34 @@ class Network:
         too; the new array is checked and copied in when the network next runs.
     """
 
-    def __init__(self, sizes: Any, dtype: Any = np.float64, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        sizes: Any,
+        dtype: Any = np.float64,
+        seed: int | None = None,
+        activation: str | Sequence[str] = DEFAULT_ACTIVATION,
+    ) -> None:
         sizes = check_sizes(sizes)
         dt = check_dtype(dtype)
         if seed is not None:
             seed = check_int("seed", seed, minimum=0)
-        self._init(sizes, dt)
+        activations = _check_activation(activation, sizes.size - 1)
+        self._init(sizes, dt, activations)
         self._rng = np.random.default_rng(seed)
-        weights, biases = glorot_uniform(sizes, dt, self._rng)
+        # Glorot's bound for the hidden layers' activation: the blog's sqrt(2 / (fan_in +
+        # fan_out)) for logistic layers, scikit-learn's factor 6 for the others.
+        factor = kernels.ACTIVATIONS[activations[0]].init_factor
+        weights, biases = glorot_uniform(sizes, dt, self._rng, factor)
         for view, value in zip(
             self._weight_views + self._bias_views, weights + biases, strict=True
         ):
             view[...] = value
 
-    def _init(self, sizes: np.ndarray, dtype: np.dtype) -> None:
-        # Every layer is logistic, and the loss is the mean squared error (None).
-        self._layout = engine.Layout(sizes, np.full(sizes.size - 1, kernels.LOGISTIC))
+    def _init(self, sizes: np.ndarray, dtype: np.dtype, activations: list[str]) -> None:
+        # The loss is the mean squared error (None), on the output layer's activation.
+        codes = [kernels.ACTIVATIONS[name].code for name in activations]
+        self._activations = list(activations)
+        self._layout = engine.Layout(sizes, codes)
         self._dtype = dtype
         self._params = np.zeros(self._layout.n_params, dtype=dtype)
         self._weight_views, self._bias_views = self._layout.views(self._params)
@@ -122,6 +163,11 @@ class Network:
     def sizes(self) -> list[int]:
         """Layer widths, inputs first."""
         return [int(s) for s in self._layout.sizes]
+
+    @property
+    def activations(self) -> list[str]:
+        """Each layer's activation (registry names), the output layer's last."""
+        return list(self._activations)
 
     @property
     def dtype(self) -> np.dtype:
@@ -360,32 +406,24 @@ class Network:
         The file is written next to ``path`` under a temporary name and renamed
         over it, so a crash mid-save leaves any previous file intact.
         """
+        _files.save_npz(path, self._to_arrays())
+
+    def _to_arrays(self) -> dict[str, np.ndarray]:
+        """The entries of a model file (format :data:`FORMAT_VERSION`)."""
         self._sync()
-        path = Path(path)
-        arrays = {"fastbp_format": np.array(FORMAT_VERSION), "sizes": self._layout.sizes}
+        arrays = {
+            "fastbp_format": np.array(FORMAT_VERSION),
+            "sizes": self._layout.sizes,
+            "activations": np.array(self.activations),
+        }
         for layer, (w, b) in enumerate(zip(self._weight_views, self._bias_views, strict=True)):
             arrays[f"W{layer}"] = w
             arrays[f"b{layer}"] = b
-        mode = _file_mode(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-                f.flush()
-                os.fsync(f.fileno())
-            # mkstemp makes the file private (0600): give it the permissions a
-            # plain open() would have, or those of the file it replaces.
-            os.chmod(tmp, mode)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        _fsync_directory(path.parent)
+        return arrays
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Network:
-        """Read a network written by :meth:`save`.
+        """Read a network written by :meth:`save` (any format version up to this one's).
 
         Pickled objects are refused, so loading never runs code from the file.
         Every array is checked (names, shapes, dtypes, finiteness) before use.
@@ -397,25 +435,7 @@ class Network:
         OSError
             If it cannot be read at all (missing, a directory, no permission).
         """
-        # The file is opened here, not by np.load, which leaks its handle when the
-        # zip directory is corrupt. open() raises the OSErrors.
-        with open(path, "rb") as f:
-            try:
-                loaded = np.load(f, allow_pickle=False)
-                if not isinstance(loaded, np.lib.npyio.NpzFile):
-                    raise ValueError("a single .npy array, not an .npz archive")
-                with loaded as npz:
-                    _check_member_sizes(npz.zip)
-                    arrays = {name: npz[name] for name in npz.files}
-            except _CORRUPT_FILE_ERRORS as exc:
-                raise ValueError(f"{path}: not a fastbp model file ({exc})") from None
-        for name, arr in arrays.items():
-            # npz entries that are not .npy data come back as bytes.
-            if not isinstance(arr, np.ndarray):
-                raise ValueError(f"{path}: not a fastbp model file (entry {name} is not an array)")
-            if arr.dtype.kind in "iuf" and not arr.dtype.isnative:  # written on another machine
-                arrays[name] = arr.astype(arr.dtype.newbyteorder("="))
-        return cls._from_arrays(arrays, str(path))
+        return cls._from_arrays(_files.read_npz(path), str(path))
 
     @classmethod
     def _from_arrays(cls, arrays: dict[str, np.ndarray], source: str) -> Network:
@@ -425,8 +445,8 @@ class Network:
         version = arrays.get("fastbp_format")
         if version is None or version.shape != () or version.dtype.kind not in "iu":
             raise bad("no fastbp_format entry")
-        if int(version) != FORMAT_VERSION:
-            raise bad(f"format version {int(version)}; this fastbp reads {FORMAT_VERSION}")
+        if not 1 <= int(version) <= FORMAT_VERSION:
+            raise bad(f"format version {int(version)}; this fastbp reads 1 to {FORMAT_VERSION}")
         sizes = arrays.get("sizes")
         if sizes is None or sizes.ndim != 1 or sizes.dtype.kind not in "iu" or sizes.size < 2:
             raise bad("sizes must be a 1-D integer array of at least 2 widths")
@@ -435,8 +455,19 @@ class Network:
         n_layers = sizes.size - 1
         expected = {"fastbp_format", "sizes"}
         expected |= {f"W{i}" for i in range(n_layers)} | {f"b{i}" for i in range(n_layers)}
+        if int(version) >= 2:
+            expected.add("activations")
         if set(arrays) != expected:
             raise bad(f"entries {sorted(arrays)}, expected {sorted(expected)}")
+        activations = [DEFAULT_ACTIVATION] * n_layers  # version 1: all logistic
+        if "activations" in arrays:
+            names = arrays["activations"]
+            if names.dtype.kind != "U" or names.shape != (n_layers,):
+                raise bad(f"activations must be {n_layers} names, got {names.dtype} {names.shape}")
+            unknown = sorted(set(names.tolist()) - set(kernels.ACTIVATIONS))
+            if unknown:
+                raise bad(f"unknown activation {unknown[0]!r}")
+            activations = names.tolist()
         dtype = arrays["W0"].dtype
         if dtype not in FLOAT_DTYPES:
             raise bad(f"weights must be float32 or float64, got {dtype}")
@@ -453,7 +484,7 @@ class Network:
                 if not all_finite(arr):
                     raise bad(f"{name} contains NaN or infinity")
         net = cls.__new__(cls)
-        net._init(sizes.astype(np.int64), dtype)
+        net._init(sizes.astype(np.int64), dtype, activations)
         net._rng = np.random.default_rng()
         for layer in range(n_layers):
             net._weight_views[layer][...] = arrays[f"W{layer}"]
@@ -461,75 +492,14 @@ class Network:
         return net
 
     def __repr__(self) -> str:
-        return f"Network({self.sizes}, dtype={self._dtype.name})"
-
-
-def _file_mode(path: Path) -> int:
-    """Permission bits for a saved file: the existing file's, else 0o666 minus the umask."""
-    try:
-        return stat.S_IMODE(os.stat(path).st_mode)
-    except OSError:
-        pass
-    try:  # Linux >= 4.7 reports the umask without changing it
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return 0o666 & ~int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename in ``directory`` durable (POSIX; a no-op where unsupported)."""
-    if not hasattr(os, "O_DIRECTORY"):
-        return
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-# What reading a damaged or hostile .npz can raise besides OSError: a corrupt zip
-# directory or member, an unsupported or encrypted member, a malformed .npy header.
-_CORRUPT_FILE_ERRORS = (
-    zipfile.BadZipFile,
-    zipfile.LargeZipFile,
-    EOFError,
-    ValueError,
-    KeyError,
-    NotImplementedError,
-    RuntimeError,
-    zlib.error,
-)
-
-
-def _check_member_sizes(zf: zipfile.ZipFile) -> None:
-    """Refuse .npy members whose header announces more data than they hold.
-
-    np.load allocates the announced size before reading, so a few hostile bytes
-    could otherwise ask for terabytes.
-    """
-    fmt = np.lib.format
-    for info in zf.infolist():
-        with zf.open(info) as member:
-            try:
-                version = fmt.read_magic(member)
-            except ValueError:
-                continue  # not .npy data: np.load returns it as bytes, refused later
-            read_header = (
-                fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
-            )
-            shape, _, dtype = read_header(member)
-            needed = math.prod(shape) * dtype.itemsize
-            if needed > info.file_size:
-                raise ValueError(
-                    f"entry {info.filename} announces {needed} bytes but holds {info.file_size}"
-                )
+        names = self.activations
+        hidden, output = names[:-1], names[-1]
+        if output == DEFAULT_ACTIVATION and len(set(hidden)) <= 1:
+            same = hidden[0] if hidden else DEFAULT_ACTIVATION
+            activation = "" if same == DEFAULT_ACTIVATION else f", activation={same!r}"
+        else:
+            activation = f", activation={names!r}"
+        return f"Network({self.sizes}, dtype={self._dtype.name}{activation})"
 
 
 def _progress_bar(total: int):

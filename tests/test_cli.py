@@ -116,6 +116,20 @@ def test_hidden_layers_and_none(capsys):
         assert code in (0, cli.EXIT_FAILED) and "network: 2-1 sigmoid" in out
 
 
+def test_activation_is_trained_and_kept(tmp_path: Path, capsys):
+    """--activation: the hidden layers' activation, in the model file, kept by --resume."""
+    model = tmp_path / "m.npz"
+    code, out, err = run(
+        capsys, "train", "--dataset", "xor", "--activation", "tanh", "--epochs", "2",
+        "--no-progress", "--save", str(model),
+    )  # fmt: skip
+    assert "network: 2-4-1 tanh hidden" in out
+    if code == 0:  # 2 epochs may not learn XOR (exit 3, nothing saved)
+        assert cli.load_model(model).net.activations == ["tanh", "logistic"]
+    code, _, err = run(capsys, "train", "--activation", "softplus")
+    assert code == cli.EXIT_ERROR and "--activation" in err
+
+
 def test_parse_hidden():
     assert cli.parse_hidden("64,32") == [64, 32]
     assert cli.parse_hidden(" 8 ") == [8]
@@ -479,7 +493,7 @@ def test_a_type_error_is_a_bug_and_keeps_its_traceback(monkeypatch, capsys):
 TRAIN_OPTIONS = [
     "--dataset", "--data", "--hidden", "--epochs", "--lr", "--batch-size", "--dtype", "--seed",
     "--test-fraction", "--save", "--log-every", "--no-progress", "--resume", "--task", "--scale",
-    "--val-fraction", "--patience", "--plot", "--threads",
+    "--val-fraction", "--patience", "--plot", "--threads", "--activation",
 ]  # fmt: skip
 PREDICT_OPTIONS = ["--model", "--data", "--out", "--class-only"]
 

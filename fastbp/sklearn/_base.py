@@ -14,7 +14,7 @@ import numpy as np
 from sklearn import neural_network as _skl_nn
 from sklearn.base import BaseEstimator, is_classifier
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_consistent_length, check_is_fitted
 
 from fastbp import engine, kernels
@@ -32,18 +32,9 @@ from fastbp.sklearn._transaction import Transaction
 
 STOCHASTIC_SOLVERS = ("sgd", "adam")
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-_ACTIVATION_CODES = {
-    "identity": kernels.IDENTITY,
-    "logistic": kernels.LOGISTIC,
-    "tanh": kernels.TANH,
-    "relu": kernels.RELU,
-}
-# Output activation -> (activation code of the output layer, loss code).
-_OUTPUTS = {
-    "identity": (kernels.IDENTITY, kernels.LOSS_SQUARED),
-    "exp": (kernels.IDENTITY, kernels.LOSS_POISSON),
-    "logistic": (kernels.LOGISTIC, kernels.LOSS_BINARY),
-    "softmax": (kernels.IDENTITY, kernels.LOSS_SOFTMAX),
+# scikit-learn's out_activation_ -> the loss it is the canonical output of.
+_LOSS_OF_OUTPUT = {
+    entry.out_activation: entry for entry in kernels.LOSSES.values() if entry.out_activation
 }
 
 
@@ -51,10 +42,10 @@ _OUTPUTS = {
 def _layout_of(sizes: tuple[int, ...], activation: str, out_activation: str) -> engine.Layout:
     """One layout per architecture (cached: predicting one row at a time, building
     it would take longer than the forward pass). Never modified once built."""
-    out_code, loss = _OUTPUTS[out_activation]
-    activations = [_ACTIVATION_CODES[activation]] * (len(sizes) - 1)
-    activations[-1] = out_code
-    return engine.Layout(sizes, activations, loss, packing="packed")
+    loss = _LOSS_OF_OUTPUT[out_activation]
+    activations = [kernels.ACTIVATIONS[activation].code] * (len(sizes) - 1)
+    activations[-1] = kernels.ACTIVATIONS[loss.layer_activation].code
+    return engine.Layout(sizes, activations, loss.code, packing="packed")
 
 
 class _BaseMLP(BaseEstimator):
@@ -62,6 +53,8 @@ class _BaseMLP(BaseEstimator):
 
     _parameter_constraints: ClassVar[dict] = {
         **_skl_nn.MLPRegressor._parameter_constraints,
+        # The registry's activations (scikit-learn's four, and any fastbp adds).
+        "activation": [StrOptions(set(kernels.ACTIVATIONS))],
         # fastbp's own: threads for this estimator's fits and predictions (None:
         # fastbp's budget, fastbp.thread_info()).
         "n_threads": [Interval(numbers.Integral, 1, None, closed="left"), None],
@@ -140,7 +133,7 @@ class _BaseMLP(BaseEstimator):
             self.out_activation_ = "softmax"
         else:
             self.out_activation_ = "logistic"
-        factor = 2.0 if self.activation == "logistic" else 6.0
+        factor = kernels.ACTIVATIONS[self.activation].init_factor
         self.coefs_, self.intercepts_ = glorot_uniform(
             layer_units, dtype, self._random_state, factor
         )

@@ -24,14 +24,17 @@ name and signature; it takes its element-wise math from the registries here.
 
 Registries
 ----------
-:data:`ACTIVATIONS`, :data:`LOSSES` and :data:`OPTIMIZERS` map a name to an entry
+:data:`ACTIVATIONS` and :data:`LOSSES` map a name to an entry
 that holds everything about it: its integer code (its position in the registry),
 its compiled math and the NumPy twin of that math. Kernels take the code; the
 branch on it is generated from the registry (:func:`_per_code`), one copy of the
 loops per entry, so adding an activation is its math plus one registry line.
 The registries live in this file on purpose: Numba's on-disk cache checks a
 cached function against its own source file only, so a registry in another file
-could change without the kernels compiled from it being recompiled.
+could change without the kernels compiled from it being recompiled. (The
+optimizers' registry is :data:`fastbp.engine.optimizers.OPTIMIZERS`: an
+optimizer is its update kernel here, a bundle type in :mod:`fastbp._loop` that
+selects it, and a small class.)
 """
 
 from __future__ import annotations
@@ -852,35 +855,3 @@ def adam_update(param, grad, m, v, lr, beta_1, beta_2, epsilon, threads=None):
         _adam_parallel(param, grad, m, v, lr, beta_1, beta_2, epsilon)
     else:
         _adam_serial(param, grad, m, v, lr, beta_1, beta_2, epsilon)
-
-
-# -- optimizers ----------------------------------------------------------------------
-#
-# Names, codes and the hyper-parameters each reads; the drivers that step them (the
-# learning-rate schedules, Adam's step count) live with the training loop.
-
-
-class Optimizer(NamedTuple):
-    """One optimizer: the kernel that applies its step and what it keeps between steps."""
-
-    name: str
-    update: Callable  # the kernel that applies a step
-    state_rows: int  # rows of its (state_rows, n_params) state array
-    hyper: tuple[str, ...]  # the HYPER slots it reads
-    code: int = -1
-
-
-#: Slots of the float64 hyper-parameter array the training loop takes.
-HYPER = MappingProxyType(
-    {name: i for i, name in enumerate(("lr", "alpha", "momentum", "beta_1", "beta_2", "epsilon"))}
-)
-
-#: Optimizers by name; codes are positions (append new ones). "fused_sgd" is
-#: fastbp.Network's plain SGD fused into the backward pass (no L2, no state);
-#: "momentum" and "nesterov" are scikit-learn's solver "sgd", "adam" its "adam".
-OPTIMIZERS = _registry(
-    Optimizer("fused_sgd", dense_backward_sgd, 0, ("lr",)),
-    Optimizer("momentum", momentum_update, 1, ("lr", "alpha", "momentum")),
-    Optimizer("nesterov", momentum_update, 1, ("lr", "alpha", "momentum")),
-    Optimizer("adam", adam_update, 2, ("lr", "alpha", "beta_1", "beta_2", "epsilon")),
-)

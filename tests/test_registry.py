@@ -21,7 +21,7 @@ import numba
 import numpy as np
 import pytest
 
-from fastbp import _loop, kernels, reference
+from fastbp import kernels, reference
 
 
 @numba.njit
@@ -101,7 +101,7 @@ def test_loss_term_compiled_matches_twin(name, dtype, rng, assert_close):
 
 
 def test_codes_are_positions_and_names_are_unique():
-    for registry in (kernels.ACTIVATIONS, kernels.LOSSES, kernels.OPTIMIZERS):
+    for registry in (kernels.ACTIVATIONS, kernels.LOSSES):
         assert [entry.code for entry in registry.values()] == list(range(len(registry)))
         assert [entry.name for entry in registry.values()] == list(registry)
         with pytest.raises(TypeError):
@@ -152,32 +152,16 @@ def test_loss_activations_are_registered():
             assert loss.output_numpy is not None
 
 
-def test_optimizers_read_registered_hyper_parameters():
-    assert list(kernels.HYPER.values()) == list(range(len(kernels.HYPER)))
-    for opt in kernels.OPTIMIZERS.values():
-        assert set(opt.hyper) <= set(kernels.HYPER)
-        assert isinstance(opt.update, numba.core.dispatcher.Dispatcher)
+def test_optimizers_registry_names_each_class_and_its_compiled_update():
+    """Each registered optimizer: a class with its bundle, whose type picks the update."""
+    from fastbp.engine import optimizers
 
-
-def test_tables_elsewhere_still_agree_with_the_registries():
-    """Until the training driver reads the registries, its own tables must match them."""
-    opts, hyper = kernels.OPTIMIZERS, kernels.HYPER
-    assert tuple(opts[n].code for n in ("fused_sgd", "momentum", "nesterov", "adam")) == (
-        _loop.OPT_FUSED,
-        _loop.OPT_MOMENTUM,
-        _loop.OPT_NESTEROV,
-        _loop.OPT_ADAM,
-    )
-    slots = (_loop.H_LR, _loop.H_ALPHA, _loop.H_MOMENTUM, _loop.H_BETA_1, _loop.H_BETA_2)
-    assert (*slots, _loop.H_EPSILON) == tuple(hyper.values())
-    fb = pytest.importorskip("fastbp.sklearn")
-    assert {name: e.code for name, e in kernels.ACTIVATIONS.items()} == fb._ACTIVATION_CODES
-    outputs = {
-        loss.out_activation: (kernels.ACTIVATIONS[loss.layer_activation].code, loss.code)
-        for loss in kernels.LOSSES.values()
-        if loss.out_activation is not None
-    }
-    assert outputs == fb._OUTPUTS
+    for name, cls in optimizers.OPTIMIZERS.items():
+        assert cls.name == name
+        opt = cls(5, np.float64)
+        bundle = opt.bundle()
+        assert type(bundle).__module__ == "fastbp._loop"
+        assert opt.state.shape == (cls.n_state, 5)
 
 
 def test_registries_name_what_scikit_learn_names():

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from fastbp import _loop
+from fastbp._jit import BLAS_SERIAL_GEMM
 
 # The two packings in use. "interleaved": W_0, b_0, W_1, b_1... (fastbp.Network's
 # model files). "packed": every W_l first, then every b_l: the order in which
@@ -61,6 +62,8 @@ class Layout:
         self.n_params = int((n_in * n_out + n_out).sum())
         self.n_units = int(n_out.sum())
         self._nets: dict[int, _loop.Net] = {}
+        # What prediction passes as the objective (no penalty), made once.
+        self.predict_objective = None if loss is None else _loop.Objective(loss, 0.0)
 
     @property
     def n_layers(self) -> int:
@@ -101,6 +104,11 @@ class Layout:
         for view, value in zip([*w_views, *b_views], [*weights, *biases], strict=True):
             view[...] = value
         return params
+
+    def serial(self, rows: int) -> bool:
+        """Whether every product for ``rows`` rows runs on one thread in any mode:
+        no thread limit to set, no threaded kernel (see fastbp._threads)."""
+        return self.largest_product(rows) <= BLAS_SERIAL_GEMM
 
     def largest_product(self, rows: int) -> int:
         """Multiply-adds of the biggest layer product for a batch of ``rows``."""

@@ -27,6 +27,8 @@ from fastbp import _loop
 class Optimizer:
     """Base class: the state and the between-epoch rules (none by default)."""
 
+    #: The registry name (:data:`OPTIMIZERS`).
+    name: str = ""
     #: Rows of ``state``.
     n_state: int = 0
 
@@ -68,7 +70,9 @@ class FusedSGD(Optimizer):
     """fastbp.Network's plain gradient descent ``theta -= lr * dJ/dtheta``, fused into
     the backward pass (no state)."""
 
-    def __init__(self, n_params: int, dtype: Any, lr: float) -> None:
+    name = "fused_sgd"
+
+    def __init__(self, n_params: int, dtype: Any, lr: float = 0.5) -> None:
         super().__init__(n_params, dtype)
         self.learning_rate = float(lr)
 
@@ -80,6 +84,7 @@ class SGD(Optimizer):
     """scikit-learn's ``SGDOptimizer``: momentum or Nesterov momentum, and the
     'constant', 'invscaling' and 'adaptive' learning-rate schedules."""
 
+    name = "sgd"
     n_state = 1
 
     def __init__(
@@ -125,6 +130,7 @@ class SGD(Optimizer):
 class Adam(Optimizer):
     """scikit-learn's ``AdamOptimizer``: ``state`` holds the moments m and v."""
 
+    name = "adam"
     n_state = 2
 
     def __init__(
@@ -160,10 +166,16 @@ class Adam(Optimizer):
             )
 
 
+#: Every optimizer by name. Adding one: its update kernel (``kernels.py``, with its
+#: twin in ``reference.py``), a bundle type in ``_loop.py`` with its branch of
+#: ``_loop._update``, its class here, and this line.
+OPTIMIZERS = {cls.name: cls for cls in (FusedSGD, SGD, Adam)}
+
+
 def from_estimator(solver: str, est: Any, n_params: int, dtype: Any) -> Optimizer:
     """The optimizer of a scikit-learn-style estimator's ``solver`` ('sgd' or 'adam')."""
     if solver == "sgd":
-        return SGD(
+        return OPTIMIZERS["sgd"](
             n_params,
             dtype,
             est.learning_rate_init,
@@ -172,4 +184,6 @@ def from_estimator(solver: str, est: Any, n_params: int, dtype: Any) -> Optimize
             est.nesterovs_momentum,
             est.power_t,
         )
-    return Adam(n_params, dtype, est.learning_rate_init, est.beta_1, est.beta_2, est.epsilon)
+    return OPTIMIZERS["adam"](
+        n_params, dtype, est.learning_rate_init, est.beta_1, est.beta_2, est.epsilon
+    )

@@ -34,7 +34,7 @@ def kernel_ready(x: Any, dtype: np.dtype) -> bool:
 
 def objective_of(layout: Layout) -> _loop.Objective | None:
     """The compiled loop's objective argument for predicting (no penalty)."""
-    return None if layout.loss is None else _loop.Objective(layout.loss, 0.0)
+    return layout.predict_objective
 
 
 def iter_forward(
@@ -96,7 +96,16 @@ def forward(
     n_threads: int | None = None,
 ) -> np.ndarray:
     """The output layer for x: ndarray (n, n_L) in params' dtype (see :func:`iter_forward`)."""
-    out = np.empty((x.shape[0], int(layout.sizes[-1])), dtype=params.dtype)
+    n = x.shape[0]
+    if 0 < n <= EVAL_ROWS and kernel_ready(x, params.dtype) and layout.serial(n):
+        # The serving path (a few rows): one compiled call. No thread limits to set
+        # and no threaded kernel to pick: every product runs on one thread anyway.
+        acts = np.empty(n * layout.n_units, dtype=params.dtype)
+        net = layout.net(n)
+        _loop.forward(x, net, params, acts, layout.predict_objective, None)
+        top = int(net.a_off[-1])
+        return acts[top : top + n * int(layout.sizes[-1])].reshape(n, -1)
+    out = np.empty((n, int(layout.sizes[-1])), dtype=params.dtype)
     for start, stop, a in iter_forward(layout, params, x, threads_set, n_threads):
         out[start:stop] = a
     return out

@@ -171,7 +171,16 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def _output_to_prediction(self, y_pred: np.ndarray) -> np.ndarray:
         if self.n_outputs_ == 1:
             y_pred = y_pred.ravel()
-        return self._label_binarizer.inverse_transform(y_pred)
+        lb = self._label_binarizer
+        # LabelBinarizer.inverse_transform's own rules for the common cases, without
+        # its checks (a third of a one-row predict): the first largest output for
+        # multiclass, output > (pos_label + neg_label) / 2 for binary.
+        if lb.pos_label == 1 and lb.neg_label == 0 and not lb.sparse_input_:
+            if lb.y_type_ == "multiclass":
+                return lb.classes_.take(y_pred.argmax(axis=1), mode="clip")
+            if lb.y_type_ == "binary" and y_pred.ndim == 1 and len(lb.classes_) == 2:
+                return lb.classes_[(y_pred > 0.5).astype(int)]
+        return lb.inverse_transform(y_pred)
 
     def predict(self, X: Any) -> np.ndarray:
         """Predict using the multi-layer perceptron classifier.

@@ -318,7 +318,9 @@ def backward_pass(x, y, sw, net, bufs, objective, opt, threads):
         delta = _views.block(deltas, a_off[layer], m, sizes[layer + 1])
         a = _views.block(acts, a_off[layer], m, sizes[layer + 1])
         activation = top_activation if layer == top else net.activations[layer]
-        # The first layer's input is x, and it has no layer below to pass a delta to.
+        # The first layer's input is x, and it has no layer below to pass a delta to:
+        # an empty block (not None, so that every layer's call has the same types
+        # and the backward kernel is compiled once).
         if layer > 0:
             a_prev = _views.block(acts, a_off[layer - 1], m, sizes[layer])
             delta_prev = _views.block(deltas, a_off[layer - 1], m, sizes[layer])
@@ -326,7 +328,8 @@ def backward_pass(x, y, sw, net, bufs, objective, opt, threads):
                 opt, delta, a, a_prev, w, b, dw, db, delta_prev, activation, decay, threads
             )
         else:
-            _layer_backward(opt, delta, a, x, w, b, dw, db, None, activation, decay, threads)
+            none_below = _views.block(deltas, 0, 0, sizes[0])
+            _layer_backward(opt, delta, a, x, w, b, dw, db, none_below, activation, decay, threads)
     return J
 
 

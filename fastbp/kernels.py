@@ -473,14 +473,17 @@ def dense_backward(delta, a, a_prev, w, dw, db, delta_prev, activation=LOGISTIC,
 
     delta (m, n_out): on entry dJ/da, on exit dJ/dz = dJ/da * f'(a), computed from
     the stored output ``a`` (m, n_out). Writes dw (n_in, n_out) = a_prev.T @ dJ/dz,
-    db (n_out,) = its column sums, and, unless ``delta_prev`` is None,
-    delta_prev (m, n_in) = dJ/dz @ w.T, the dJ/da of the layer below.
+    db (n_out,) = its column sums, and, unless ``delta_prev`` is None or has no
+    rows (the first layer: no layer below), delta_prev (m, n_in) = dJ/dz @ w.T, the
+    dJ/da of the layer below. (An empty block rather than None gives the first
+    layer's call the argument types of the others: one compiled variant for all.)
     a_prev (m, n_in) is the layer's input, w (n_in, n_out) its weights.
     Mutates delta, dw, db and delta_prev.
     """
     _derivative(delta, a, db, activation, threads)
-    if delta_prev is not None:
-        _product_split(1.0, delta, _PLAIN, w, _TRANSPOSED, 0.0, delta_prev, threads)
+    if delta_prev is not None:  # noqa: SIM102  (None is pruned while typing)
+        if delta_prev.shape[0] > 0:
+            _product_split(1.0, delta, _PLAIN, w, _TRANSPOSED, 0.0, delta_prev, threads)
     _product_split(1.0, a_prev, _TRANSPOSED, delta, _PLAIN, 0.0, dw, threads)
 
 
@@ -498,8 +501,9 @@ def dense_backward_sgd(
     delta_prev.
     """
     _derivative(delta, a, db, activation, threads)
-    if delta_prev is not None:
-        _product_split(1.0, delta, _PLAIN, w, _TRANSPOSED, 0.0, delta_prev, threads)
+    if delta_prev is not None:  # noqa: SIM102  (None is pruned while typing)
+        if delta_prev.shape[0] > 0:
+            _product_split(1.0, delta, _PLAIN, w, _TRANSPOSED, 0.0, delta_prev, threads)
     _product_split(-lr, a_prev, _TRANSPOSED, delta, _PLAIN, 1.0, w, threads)
     step = as_dtype_of(lr, b)
     for j in range(b.size):

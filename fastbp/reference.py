@@ -62,7 +62,7 @@ def dense_backward(
     _ACTIVATION_OF[activation].delta_numpy(delta, a)
     np.sum(delta, axis=0, out=db)
     np.matmul(a_prev.T, delta, out=dw)
-    if delta_prev is not None:
+    if delta_prev is not None and delta_prev.shape[0] > 0:
         np.matmul(delta, w.T, out=delta_prev)
 
 

@@ -332,22 +332,6 @@ def test_predict_and_loss_accept_input_forms(form, rng):
             np.testing.assert_array_equal(g, w)
 
 
-def test_fit_and_predict_accept_read_only_memmap(tmp_path, rng):
-    x, y = make_data(rng, 23, [3, 5, 1])
-    np.save(tmp_path / "x.npy", x)
-    np.save(tmp_path / "y.npy", y)
-    xm = np.load(tmp_path / "x.npy", mmap_mode="r")
-    ym = np.load(tmp_path / "y.npy", mmap_mode="r")
-    assert isinstance(xm, np.memmap)
-    assert not xm.flags.writeable
-    plain, mapped = Network([3, 5, 1], seed=SEED), Network([3, 5, 1], seed=SEED)
-    want = plain.fit(x, y, epochs=2, batch_size=5).loss
-    got = mapped.fit(xm, ym, epochs=2, batch_size=5).loss
-    np.testing.assert_array_equal(got, want)
-    np.testing.assert_array_equal(mapped.predict(xm), plain.predict(x))
-    del xm, ym  # close the maps before tmp_path goes
-
-
 class _Peak(int):
     """A traced peak in bytes, whose repr lists the largest live allocations at the end."""
 

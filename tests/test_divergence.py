@@ -15,6 +15,7 @@ import scipy.optimize
 from frontends import (
     DIVERGED,
     ESTIMATORS,
+    FRONT_ENDS,
     all_finite,
     fitted_pair,
     is_divergence,
@@ -138,6 +139,45 @@ def test_divergence_after_some_epochs_keeps_their_history():
         for a, b in zip(_params(net), _params(replay), strict=True):
             assert a.tobytes() == b.tobytes()
     assert later > 0, "no candidate diverged after a completed epoch"
+
+
+# -- both front ends ---------------------------------------------------------------------------
+
+
+def _diverging_model(front_end, dtype):
+    """(model, fit): a model and a fit that goes non-finite (after a finite start)."""
+    if front_end == "Network":
+        scale, y_scale, lr = (CASES if dtype is np.float64 else CASES32)["huge-targets"]
+        x, y = _data(scale=scale, y_scale=y_scale)
+        net = fastbp.Network(SIZES, dtype=dtype, seed=7)
+        return net, lambda: net.fit(x, y, epochs=50, lr=lr), x
+    case = next(c for c in DIVERGING if c[:3] == ("MLPRegressor", "sgd", dtype))
+    est, x, y = diverging(*case)
+    return est, lambda: est.fit(x, y), x
+
+
+@pytest.mark.parametrize("front_end", ["Network", "sklearn"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_divergence_keeps_finite_weights(front_end, dtype):
+    """A fit that goes non-finite raises (Network: DivergenceError; the estimators:
+    scikit-learn's ValueError), and leaves every weight finite, in the model's
+    dtype, and a model that still predicts (an identity output layer may overflow on
+    huge finite weights)."""
+    model, fit, x = _diverging_model(front_end, dtype)
+    with pytest.raises((fastbp.DivergenceError, ValueError)) as info:
+        fit()
+    if front_end == "Network":
+        assert isinstance(info.value, fastbp.DivergenceError)
+    else:
+        assert is_divergence(info.value)
+    spec = FRONT_ENDS[front_end]
+    assert all(p.dtype == dtype for p in spec.params(model))
+    assert all(np.isfinite(p).all() for p in spec.params(model))
+    out = spec.predict(model, x)
+    assert len(out) == len(x)  # still predicts
+    if front_end == "Network":  # sigmoid outputs: finite weights give finite outputs
+        assert np.isfinite(out).all()
 
 
 # -- the scikit-learn estimators ------------------------------------------------------------

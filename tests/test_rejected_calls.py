@@ -12,6 +12,7 @@ from __future__ import annotations
 import pickle
 import re
 
+import frontends as fe
 import numpy as np
 import pytest
 from frontends import (
@@ -76,6 +77,55 @@ def assert_net_unchanged(net, before):
         assert got.dtype == want.dtype
         assert got.tobytes() == want.tobytes()
     assert rng_state == before[1]
+
+
+# -- both front ends ---------------------------------------------------------------------------
+
+
+def _with_value(a, row, col, value):
+    a = a.copy()
+    a[row, col] = value
+    return a
+
+
+# name: (method, bad X and y from good ones, the argument named). Each is rejected by
+# both front ends with an error naming the argument (the target is "Y" in Network,
+# "y" in the estimators).
+SHARED_BAD = {
+    "fit-X-nan": ("fit", lambda x, y: (_with_value(x, 1, 1, np.nan), y), "X"),
+    "fit-X-inf": ("fit", lambda x, y: (_with_value(x, 0, 2, np.inf), y), "X"),
+    "fit-y-nan": ("fit", lambda x, y: (x, _with_value(y, 2, 0, np.nan)), "y"),
+    "fit-y-inf": ("fit", lambda x, y: (x, _with_value(y, 0, 1, -np.inf)), "y"),
+    "predict-X-nan": ("predict", lambda x, y: (_with_value(x, 1, 1, np.nan), y), "X"),
+    "predict-X-too-few-features": ("predict", lambda x, y: (x[:, :2], y), "X"),
+    "predict-X-too-many-features": ("predict", lambda x, y: (np.hstack([x, x]), y), "X"),
+}
+
+
+@pytest.mark.parametrize("front_end", list(fe.FRONT_ENDS))
+@pytest.mark.parametrize("case", list(SHARED_BAD))
+def test_rejected_call_shared(front_end, case):
+    """A rejected call raises ValueError/TypeError naming the argument, runs no kernel,
+    and leaves the model's complete state as it was (Network: parameters and
+    generator; the estimators: every attribute)."""
+    spec = fe.FRONT_ENDS[front_end]
+    method, bad, arg = SHARED_BAD[case]
+    model = spec.make(seed=3)
+    x, y = bad(*spec.data())
+    if arg == "y" and front_end == "Network":
+        arg = "Y"
+    before = spec.state(model)
+    with fe.kernel_calls() as calls, pytest.raises((ValueError, TypeError)) as info:
+        if method == "fit":
+            spec.fit(model, x, y)
+        else:
+            spec.predict(model, x)
+    assert not calls, f"a kernel ran before {info.value!r}"
+    assert fe.names_argument(str(info.value), (arg,)), str(info.value)
+    assert spec.state(model) == before
+    # and the model still works as it did
+    good_x, _ = spec.data()
+    assert np.isfinite(np.asarray(spec.predict(model, good_x), dtype=float)).all()
 
 
 # -- the constructor ---------------------------------------------------------------------------

@@ -141,6 +141,67 @@ def test_divergence_after_some_epochs_keeps_their_history():
     assert later > 0, "no candidate diverged after a completed epoch"
 
 
+# -- Network: small networks (moved from test_network.py) ------------------------------------
+
+NET_SEED = 12345
+
+
+def _make_data(rng, n, sizes, dtype=np.float64):
+    x = rng.normal(size=(n, sizes[0])).astype(dtype)
+    y = rng.uniform(size=(n, sizes[-1])).astype(dtype)
+    return x, y
+
+
+# lr that make the weights overflow: in float32, any lr beyond float32's range;
+# in float64, large targets give gradients ~1e5, and lr * 1e5 overflows.
+DIVERGENT = {np.float32: (3e38, 1e6), np.float64: (1e307, 1e6)}
+
+
+def test_huge_lr_raises_divergence_error(dtype, rng):
+    lr, y_scale = DIVERGENT[dtype]
+    sizes = [3, 5, 1]
+    x, y = _make_data(rng, 20, sizes, dtype)
+    y = (y * y_scale).astype(dtype)
+    net = fastbp.Network(sizes, dtype=dtype, seed=NET_SEED)
+    before = _params(net)
+    with pytest.raises(fastbp.DivergenceError, match="lr") as info:
+        net.fit(x, y, epochs=20, lr=lr)
+    assert isinstance(info.value, FloatingPointError)
+    done = info.value.history.loss
+    assert done.shape[0] < 20
+    assert np.isfinite(done).all()
+    after = _params(net)
+    for arr in after:
+        assert np.isfinite(arr).all()
+    # the network keeps the weights of the last completed epoch
+    if done.shape[0] == 0:
+        expected = before
+    else:
+        fresh = fastbp.Network(sizes, dtype=dtype, seed=NET_SEED)
+        fresh.fit(x, y, epochs=done.shape[0], lr=lr)
+        expected = _params(fresh)
+    for got, want in zip(after, expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert np.isfinite(net.predict(x)).all()
+
+
+def test_divergence_after_some_epochs_keeps_their_history_small_network(rng):
+    """From test_network.py: a 3-5-1 network on 1e3-scaled data and targets, lr 1e308."""
+    sizes = [3, 5, 1]
+    x, y = _make_data(rng, 20, sizes)
+    net = fastbp.Network(sizes, seed=NET_SEED)
+    with pytest.raises(fastbp.DivergenceError) as info:
+        net.fit(x * 1e3, y * 1e3, epochs=50, lr=1e308)
+    done = info.value.history.loss
+    fresh = fastbp.Network(sizes, seed=NET_SEED)
+    if done.shape[0]:
+        np.testing.assert_array_equal(
+            fresh.fit(x * 1e3, y * 1e3, epochs=done.shape[0], lr=1e308).loss, done
+        )
+    for got, want in zip(_params(net), _params(fresh), strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
 # -- both front ends ---------------------------------------------------------------------------
 
 
@@ -182,7 +243,6 @@ def test_divergence_keeps_finite_weights(front_end, dtype):
 
 # -- the scikit-learn estimators ------------------------------------------------------------
 
-# -- divergence ------------------------------------------------------------------------------
 
 MAX_ITER = 30
 # (estimator, solver, dtype, learning_rate_init, X scale, y scale, batch_size): fits

@@ -7,7 +7,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from fastbp import DivergenceError, History, Network, reference
+from fastbp import History, Network, reference
 
 SIZES = {"3-5-1": [3, 5, 1], "4-3-2-2": [4, 3, 2, 2]}
 N_SAMPLES = [1, 7]
@@ -377,55 +377,7 @@ def test_float32_network_does_not_copy_float32_data(rng):
     assert peak64 >= 2 * x.nbytes
 
 
-# -- divergence and callbacks ----------------------------------------------------------------
-
-# lr that make the weights overflow: in float32, any lr beyond float32's range;
-# in float64, large targets give gradients ~1e5, and lr * 1e5 overflows.
-DIVERGENT = {np.float32: (3e38, 1e6), np.float64: (1e307, 1e6)}
-
-
-def test_huge_lr_raises_divergence_error(dtype, rng):
-    lr, y_scale = DIVERGENT[dtype]
-    sizes = [3, 5, 1]
-    x, y = make_data(rng, 20, sizes, dtype)
-    y = (y * y_scale).astype(dtype)
-    net = Network(sizes, dtype=dtype, seed=SEED)
-    before = params_of(net)
-    with pytest.raises(DivergenceError, match="lr") as info:
-        net.fit(x, y, epochs=20, lr=lr)
-    assert isinstance(info.value, FloatingPointError)
-    done = info.value.history.loss
-    assert done.shape[0] < 20
-    assert np.isfinite(done).all()
-    after = params_of(net)
-    for arr in after:
-        assert np.isfinite(arr).all()
-    # the network keeps the weights of the last completed epoch
-    if done.shape[0] == 0:
-        expected = before
-    else:
-        fresh = Network(sizes, dtype=dtype, seed=SEED)
-        fresh.fit(x, y, epochs=done.shape[0], lr=lr)
-        expected = params_of(fresh)
-    for got, want in zip(after, expected, strict=True):
-        np.testing.assert_array_equal(got, want)
-    assert np.isfinite(net.predict(x)).all()
-
-
-def test_divergence_after_some_epochs_keeps_their_history(rng):
-    sizes = [3, 5, 1]
-    x, y = make_data(rng, 20, sizes)
-    net = Network(sizes, seed=SEED)
-    with pytest.raises(DivergenceError) as info:
-        net.fit(x * 1e3, y * 1e3, epochs=50, lr=1e308)
-    done = info.value.history.loss
-    fresh = Network(sizes, seed=SEED)
-    if done.shape[0]:
-        np.testing.assert_array_equal(
-            fresh.fit(x * 1e3, y * 1e3, epochs=done.shape[0], lr=1e308).loss, done
-        )
-    for got, want in zip(params_of(net), params_of(fresh), strict=True):
-        np.testing.assert_array_equal(got, want)
+# -- callbacks (divergence: test_divergence.py) ----------------------------------------------------
 
 
 def test_callback_called_once_per_epoch_in_order(rng):

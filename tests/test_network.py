@@ -7,7 +7,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from fastbp import DivergenceError, History, Network, reference
+from fastbp import History, Network, reference
 
 SIZES = {"3-5-1": [3, 5, 1], "4-3-2-2": [4, 3, 2, 2]}
 N_SAMPLES = [1, 7]
@@ -332,22 +332,6 @@ def test_predict_and_loss_accept_input_forms(form, rng):
             np.testing.assert_array_equal(g, w)
 
 
-def test_fit_and_predict_accept_read_only_memmap(tmp_path, rng):
-    x, y = make_data(rng, 23, [3, 5, 1])
-    np.save(tmp_path / "x.npy", x)
-    np.save(tmp_path / "y.npy", y)
-    xm = np.load(tmp_path / "x.npy", mmap_mode="r")
-    ym = np.load(tmp_path / "y.npy", mmap_mode="r")
-    assert isinstance(xm, np.memmap)
-    assert not xm.flags.writeable
-    plain, mapped = Network([3, 5, 1], seed=SEED), Network([3, 5, 1], seed=SEED)
-    want = plain.fit(x, y, epochs=2, batch_size=5).loss
-    got = mapped.fit(xm, ym, epochs=2, batch_size=5).loss
-    np.testing.assert_array_equal(got, want)
-    np.testing.assert_array_equal(mapped.predict(xm), plain.predict(x))
-    del xm, ym  # close the maps before tmp_path goes
-
-
 class _Peak(int):
     """A traced peak in bytes, whose repr lists the largest live allocations at the end."""
 
@@ -393,55 +377,7 @@ def test_float32_network_does_not_copy_float32_data(rng):
     assert peak64 >= 2 * x.nbytes
 
 
-# -- divergence and callbacks ----------------------------------------------------------------
-
-# lr that make the weights overflow: in float32, any lr beyond float32's range;
-# in float64, large targets give gradients ~1e5, and lr * 1e5 overflows.
-DIVERGENT = {np.float32: (3e38, 1e6), np.float64: (1e307, 1e6)}
-
-
-def test_huge_lr_raises_divergence_error(dtype, rng):
-    lr, y_scale = DIVERGENT[dtype]
-    sizes = [3, 5, 1]
-    x, y = make_data(rng, 20, sizes, dtype)
-    y = (y * y_scale).astype(dtype)
-    net = Network(sizes, dtype=dtype, seed=SEED)
-    before = params_of(net)
-    with pytest.raises(DivergenceError, match="lr") as info:
-        net.fit(x, y, epochs=20, lr=lr)
-    assert isinstance(info.value, FloatingPointError)
-    done = info.value.history.loss
-    assert done.shape[0] < 20
-    assert np.isfinite(done).all()
-    after = params_of(net)
-    for arr in after:
-        assert np.isfinite(arr).all()
-    # the network keeps the weights of the last completed epoch
-    if done.shape[0] == 0:
-        expected = before
-    else:
-        fresh = Network(sizes, dtype=dtype, seed=SEED)
-        fresh.fit(x, y, epochs=done.shape[0], lr=lr)
-        expected = params_of(fresh)
-    for got, want in zip(after, expected, strict=True):
-        np.testing.assert_array_equal(got, want)
-    assert np.isfinite(net.predict(x)).all()
-
-
-def test_divergence_after_some_epochs_keeps_their_history(rng):
-    sizes = [3, 5, 1]
-    x, y = make_data(rng, 20, sizes)
-    net = Network(sizes, seed=SEED)
-    with pytest.raises(DivergenceError) as info:
-        net.fit(x * 1e3, y * 1e3, epochs=50, lr=1e308)
-    done = info.value.history.loss
-    fresh = Network(sizes, seed=SEED)
-    if done.shape[0]:
-        np.testing.assert_array_equal(
-            fresh.fit(x * 1e3, y * 1e3, epochs=done.shape[0], lr=1e308).loss, done
-        )
-    for got, want in zip(params_of(net), params_of(fresh), strict=True):
-        np.testing.assert_array_equal(got, want)
+# -- callbacks (divergence: test_divergence.py) ----------------------------------------------------
 
 
 def test_callback_called_once_per_epoch_in_order(rng):

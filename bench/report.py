@@ -10,7 +10,7 @@ fit after NumPy BLAS work; ~3 min) into ``bench/results/concurrency.md``, unless
 The suite runs in a subprocess with ``--benchmark-enable`` and without
 ``OPENBLAS_CORETYPE``/``OPENBLAS_L2_SIZE`` (they slow NumPy's OpenBLAS); the raw
 pytest-benchmark JSON, with the startup figures added, goes to
-``bench/results/benchmarks.json`` (git-ignored).
+``bench/results/benchmarks.json`` (kept in the repository with the report).
 """
 
 from __future__ import annotations

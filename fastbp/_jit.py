@@ -21,10 +21,12 @@ fastbp's functions also covers every module of the package
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 import types
+from collections.abc import Iterator
 from typing import Any
 
 import numba
@@ -167,8 +169,20 @@ def serial_and_parallel(body):
 _log = logging.getLogger("fastbp")
 _checked: set = set()
 # Where the one-line notice goes: None means stderr when it is a terminal (an
-# interactive session), else only the "fastbp" logger; the command line sets it.
-NOTICE_STREAM: Any = None
+# interactive session), else only the "fastbp" logger (see notices_to).
+_notice_stream: Any = None
+
+
+@contextlib.contextmanager
+def notices_to(stream: Any) -> Iterator[None]:
+    """Send the first-compile notice to ``stream`` during the body (the command line
+    sends it to stderr even when stderr is not a terminal)."""
+    global _notice_stream
+    previous, _notice_stream = _notice_stream, stream
+    try:
+        yield
+    finally:
+        _notice_stream = previous
 
 
 def needs_compiling(dispatcher: Any, args: tuple) -> bool:
@@ -201,8 +215,9 @@ def announce_compile(dispatcher: Any, args: tuple, key: Any) -> None:
         return
     message = "fastbp: compiling kernels, first run only (`fastbp compile` does it ahead)..."
     _log.info(message)
-    stream = NOTICE_STREAM
-    if stream is None and sys.stderr is not None and sys.stderr.isatty():
-        stream = sys.stderr
-    if stream is not None:
-        print(message, file=stream, flush=True)
+    stream = _notice_stream
+    with contextlib.suppress(AttributeError, ValueError, OSError):  # no usable stderr
+        if stream is None and sys.stderr.isatty():
+            stream = sys.stderr
+        if stream is not None:
+            print(message, file=stream, flush=True)

@@ -1010,8 +1010,8 @@ def run_train(args: argparse.Namespace) -> int:
     sys.stdout.flush()
 
     t0 = time.perf_counter()
-    _jit.NOTICE_STREAM = sys.stderr  # "compiling kernels, first run only..." when it does
-    _warm_up(net.dtype)
+    with _jit.notices_to(sys.stderr):  # "compiling kernels, first run only..." if it does
+        _warm_up(net.dtype)
     t_compile = time.perf_counter() - t0
 
     every = _log_every(epochs, args.log_every)

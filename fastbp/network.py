@@ -440,7 +440,7 @@ class Network:
     @classmethod
     def _from_arrays(cls, arrays: dict[str, np.ndarray], source: str) -> Network:
         def bad(why: str) -> ValueError:
-            return ValueError(f"{source}: not a valid fastbp model file: {why}")
+            return ValueError(f"{source}: not a fastbp model file ({why})")
 
         version = arrays.get("fastbp_format")
         if version is None or version.shape != () or version.dtype.kind not in "iu":

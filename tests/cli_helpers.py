@@ -36,6 +36,18 @@ def fastbp(*args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedPr
     )
 
 
+# The first fit that compiles says so on stderr (fastbp._jit.announce_compile):
+# whether it does depends on what earlier tests left in the compile cache.
+COMPILE_NOTICE = "fastbp: compiling kernels, first run only"
+
+
+def without_compile_notice(err: str) -> str:
+    """stderr without the first-compile notice line."""
+    return "".join(
+        line for line in err.splitlines(keepends=True) if not line.startswith(COMPILE_NOTICE)
+    )
+
+
 def child_env() -> dict[str, str]:
     path = os.environ.get("PYTHONPATH")
     return {**os.environ, "PYTHONPATH": str(ROOT) + (os.pathsep + path if path else "")}

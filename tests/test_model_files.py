@@ -73,6 +73,7 @@ def _same(a: Network, b: Network) -> bool:
 
 
 def _arrays(net: Network) -> dict[str, np.ndarray]:
+    """A format-1 file of ``net`` (written before activations were recorded)."""
     out = {"fastbp_format": np.array(1), "sizes": np.array(net.sizes, dtype=np.int64)}
     for i, (w, b) in enumerate(zip(net.weights, net.biases, strict=True)):
         out[f"W{i}"] = w.copy()
@@ -111,7 +112,7 @@ def _with(arrays, **changes):
     out = dict(arrays)
     for key, value in changes.items():
         if value is None:
-            del out[key]
+            out.pop(key, None)  # (a format-1 file has no activations to remove)
         else:
             out[key] = value
     return out
@@ -160,7 +161,9 @@ def test_saved_file_is_a_plain_npz(trained, dtype, tmp_path):
     net, _, _ = trained
     net.save(tmp_path / "model.npz")
     arrays = _arrays_of(tmp_path / "model.npz")
-    assert set(arrays) == {"fastbp_format", "sizes", "W0", "b0", "W1", "b1"}
+    assert set(arrays) == {"fastbp_format", "sizes", "activations", "W0", "b0", "W1", "b1"}
+    assert int(arrays["fastbp_format"]) == 2
+    assert arrays["activations"].tolist() == ["logistic", "logistic"]
     assert arrays["sizes"].tolist() == SIZES
     assert arrays["W1"].dtype == dtype
 
@@ -403,7 +406,10 @@ def _bad_models(arrays):
         "sizes-2d": _with(arrays, sizes=sizes[None]),
         "sizes-short": _with(arrays, sizes=sizes[:1]),
         "future-format": _with(arrays, fastbp_format=np.array(99)),
-        "format-2": _with(arrays, fastbp_format=np.array(2)),
+        "format-2-without-activations": _with(arrays, fastbp_format=np.array(2), activations=None),
+        "format-1-with-activations": _with(
+            arrays, fastbp_format=np.array(1), activations=np.array(["logistic"] * 2)
+        ),
         "string-format": _with(arrays, fastbp_format=np.array("1")),
         "format-float": _with(arrays, fastbp_format=np.array(1.0)),
         "format-array": _with(arrays, fastbp_format=np.array([1])),
@@ -417,7 +423,7 @@ BAD_MODELS = list(_bad_models(_arrays(Network(SIZES, seed=1))))
 @pytest.mark.parametrize("case", BAD_MODELS)
 def test_load_rejects_invalid_models(case, writer, saved, tmp_path):
     """Written by np.savez from a 3-4-2 model, and entry by entry into a zip from a
-    4-5-3 model: "not a valid fastbp model", naming the file."""
+    4-5-3 model: "not a fastbp model file", naming the file."""
     if writer == "savez":
         path = _write(tmp_path, _bad_models(saved[1])[case])
     else:
@@ -425,7 +431,7 @@ def test_load_rejects_invalid_models(case, writer, saved, tmp_path):
         _write_npz(path, _bad_models(_arrays(_net()))[case])
     with pytest.raises(ValueError, match=r"bad\.npz") as info:
         Network.load(path)
-    assert "not a valid fastbp model" in str(info.value)
+    assert "not a fastbp model file" in str(info.value)
     assert str(path) in str(info.value)
 
 

@@ -84,7 +84,7 @@ def fit_lbfgs(
                 "maxfun": est.max_fun,
                 "maxiter": est.max_iter,
                 "gtol": est.tol,
-                **_lbfgs_print_option(est.verbose),
+                # (no iprint: SciPy >= 1.15 takes none, as scikit-learn passes it)
             },
         )
     est.n_iter_ = _check_lbfgs_result(opt_res, est.max_iter)
@@ -98,14 +98,6 @@ def fit_lbfgs(
         est.loss_ = last[2]
     est._set_params(layout, final)
     return diverged
-
-
-def _lbfgs_print_option(verbose: Any) -> dict:
-    """``iprint`` as scikit-learn passes it: only to SciPy < 1.15, which still takes it."""
-    major, minor = (int(part) for part in scipy.__version__.split(".")[:2])
-    if (major, minor) >= (1, 15):
-        return {}
-    return {"iprint": 1 if verbose is True or verbose >= 1 else -1}
 
 
 def _check_lbfgs_result(result: Any, max_iter: int) -> int:

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-import scipy.sparse
 
 from fastbp import _loop
 from fastbp._threads import compute_threads
@@ -30,6 +29,16 @@ def kernel_ready(x: Any, dtype: np.dtype) -> bool:
         and x.flags.c_contiguous
         and x.flags.writeable
     )
+
+
+def _is_sparse(x: Any) -> bool:
+    """Whether x is a SciPy sparse matrix or array (SciPy imported only for one: its
+    import takes a tenth of a second, a third of fastbp's own)."""
+    if isinstance(x, np.ndarray) or not hasattr(x, "tocsr"):
+        return False
+    import scipy.sparse
+
+    return scipy.sparse.issparse(x)
 
 
 def objective_of(layout: Layout) -> _loop.Objective | None:
@@ -63,7 +72,8 @@ def iter_forward(
     top = int(net.a_off[-1])
     k = int(layout.sizes[-1])
     objective = objective_of(layout)
-    if scipy.sparse.issparse(x):
+    sparse = _is_sparse(x)
+    if sparse:
         x = x.tocsr()
     direct = kernel_ready(x, dtype)
     xbuf = None if direct else np.empty((capacity, x.shape[1]), dtype=dtype)
@@ -80,7 +90,7 @@ def iter_forward(
                 xin = x[start : start + m]
             else:
                 chunk = x[start : start + m]
-                if scipy.sparse.issparse(chunk):
+                if sparse:
                     chunk = chunk.toarray()
                 xin = xbuf[:m]
                 np.copyto(xin, chunk, casting="unsafe")

@@ -12,7 +12,7 @@ import sys
 
 import tomllib  # Python >= 3.11, as on CI
 
-# ruff: .ci/run lints with the newest one; matplotlib: no test of this job plots.
+# Not pinned: ruff (.ci/run lints with the newest) and matplotlib (no test here plots).
 SKIP = {"ruff", "matplotlib"}
 
 

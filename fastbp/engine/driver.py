@@ -140,7 +140,6 @@ class Trainer:
         self.layout, self.params, self.opt, self.batch = layout, params, opt, batch
         self.n = n
         self.shuffle = shuffle
-        self.stop_on_divergence = stop_on_divergence
         self.per_epoch = per_epoch
         self.objective = None if layout.loss is None else _loop.Objective(layout.loss, alpha)
         gather = shuffle is not None or not (x.flags.c_contiguous and y.flags.c_contiguous)

@@ -430,6 +430,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_Formatter,
     )
     compile_.add_argument(
+        "--dtype",
+        choices=("float32", "float64"),
+        action="append",
+        help="only the variants of this dtype (repeatable; default: both)",
+    )
+    compile_.add_argument(
         "--no-progress",
         action="store_true",
         help="hide the progress bar (shown on stderr only when it is a terminal)",
@@ -449,7 +455,8 @@ def run_compile(args: argparse.Namespace) -> int:
     from fastbp.engine.precompile import precompile
 
     t0 = time.perf_counter()
-    count = precompile(progress=not args.no_progress and sys.stderr.isatty())
+    dtypes = tuple(np.dtype(name).type for name in args.dtype or ("float32", "float64"))
+    count = precompile(progress=not args.no_progress and sys.stderr.isatty(), dtypes=dtypes)
     print(f"compiled {count} variants in {time.perf_counter() - t0:.1f} s")
     return 0
 

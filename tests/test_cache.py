@@ -129,10 +129,11 @@ def test_a_change_in_another_module_recompiles(tmp_path):
 
 def test_fastbp_compile_fills_the_cache(tmp_path):
     """After ``fastbp compile``, a fresh process's first fits and predictions, of
-    Network and of the estimators, in both dtypes, compile nothing."""
+    Network and of the estimators, compile nothing. (float32 only, to halve the time
+    of the test: float64's variants are the same tasks in the other dtype.)"""
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
     proc = subprocess.run(
-        [sys.executable, "-m", "fastbp", "compile", "--no-progress"],
+        [sys.executable, "-m", "fastbp", "compile", "--dtype", "float32", "--no-progress"],
         env=env,
         capture_output=True,
         text=True,
@@ -145,7 +146,7 @@ def test_fastbp_compile_fills_the_cache(tmp_path):
         "from fastbp import _loop\n"
         "warnings.simplefilter('ignore')\n"
         "rng = np.random.default_rng(1)\n"
-        "for dt in (np.float32, np.float64):\n"
+        "for dt in (np.float32,):\n"
         "    x = rng.random((30, 5)).astype(dt)\n"
         "    net = fastbp.Network([5, 7, 3], dtype=dt, seed=1)\n"
         "    net.fit(x, rng.random((30, 3)), epochs=2, batch_size=8, shuffle=True)\n"

@@ -75,10 +75,13 @@ def _estimators(dtype: type, solver: str) -> None:
                 est.predict(x)
 
 
-def variants() -> list[tuple[str, Callable[[], None]]]:
-    """(label, task) for every variant, in the order :func:`precompile` runs them."""
+def variants(
+    dtypes: tuple[type, ...] = (np.float32, np.float64),
+) -> list[tuple[str, Callable[[], None]]]:
+    """(label, task) for every variant in ``dtypes``, in the order :func:`precompile`
+    runs them."""
     tasks: list[tuple[str, Callable[[], None]]] = []
-    for dtype in (np.float32, np.float64):
+    for dtype in dtypes:
         name = np.dtype(dtype).name
         tasks += [
             (f"Network {name}", lambda d=dtype: _network(d, "C", False)),
@@ -93,12 +96,11 @@ def variants() -> list[tuple[str, Callable[[], None]]]:
     return tasks
 
 
-def precompile(progress: bool = True) -> int:
-    """Run every variant once (see the module docstring); return how many there are.
-
-    With ``progress``, a tqdm bar names the variant being compiled.
+def precompile(progress: bool = True, dtypes: tuple[type, ...] = (np.float32, np.float64)) -> int:
+    """Run every variant in ``dtypes`` once (see the module docstring); return how many
+    there are. With ``progress``, a tqdm bar names the variant being compiled.
     """
-    tasks = variants()
+    tasks = variants(dtypes)
     bar = None
     if progress:
         from tqdm.auto import tqdm

@@ -215,7 +215,6 @@ def fit_stochastic(
         sample_idx = sample_idx[perm]
         orders[0] = sample_idx
 
-    opt.astype(dtype)  # weights set by hand in another dtype
     trainer = engine.Trainer(
         layout,
         params,
@@ -230,6 +229,7 @@ def fit_stochastic(
         n_threads=est.n_threads,
     )
     txn.commit()
+    opt.astype(dtype)  # weights set by hand in another dtype (after commit: in place)
     good = Checkpoint(est, params, opt)
     est.n_iter_ = 0
     runs = trainer.run(est.max_iter)

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from fastbp import _files, engine, kernels
+from fastbp._progress import progress_bar as _progress_bar
 from fastbp._validation import (
     FLOAT_DTYPES,
     all_finite,
@@ -500,9 +501,3 @@ class Network:
         else:
             activation = f", activation={names!r}"
         return f"Network({self.sizes}, dtype={self._dtype.name}{activation})"
-
-
-def _progress_bar(total: int):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="epoch", leave=True)

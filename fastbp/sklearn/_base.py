@@ -25,6 +25,7 @@ from fastbp.sklearn._checks import (
     check_architecture,
     check_hidden_layer_sizes,
     check_parameter_count,
+    check_validation_request,
     validate,
 )
 from fastbp.sklearn._solvers import fit_lbfgs, fit_stochastic
@@ -58,6 +59,8 @@ class _BaseMLP(BaseEstimator):
         # fastbp's own: threads for this estimator's fits and predictions (None:
         # fastbp's budget, fastbp.thread_info()).
         "n_threads": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        # fastbp's own: a tqdm bar of the epochs when stderr is a terminal.
+        "progress": ["boolean"],
     }
     _parameter_constraints.pop("loss")
 
@@ -88,6 +91,7 @@ class _BaseMLP(BaseEstimator):
         n_iter_no_change: Any,
         max_fun: int,
         n_threads: int | None,
+        progress: bool = False,
     ) -> None:
         self.activation = activation
         self.solver = solver
@@ -114,6 +118,7 @@ class _BaseMLP(BaseEstimator):
         self.n_iter_no_change = n_iter_no_change
         self.max_fun = max_fun
         self.n_threads = n_threads
+        self.progress = progress
 
     def _validate_params(self) -> None:
         super()._validate_params()
@@ -173,14 +178,25 @@ class _BaseMLP(BaseEstimator):
         sample_weight: Any = None,
         incremental: bool = False,
         txn: Transaction | None = None,
+        validation_data: Any = None,
     ) -> Any:
         if txn is None:  # a direct call: the public methods open the transaction
             with Transaction(self) as txn:
-                return self._fit(X, y, sample_weight, incremental, txn)
+                return self._fit(X, y, sample_weight, incremental, txn, validation_data)
         hidden_layer_sizes = check_hidden_layer_sizes(self.hidden_layer_sizes)
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
-        X, y = self._validate_input(X, y, incremental, reset=first_pass)
+        check_validation_request(self, validation_data)
+        X, y, class_sample_weight = self._validate_input(X, y, incremental, reset=first_pass)
         n_features = X.shape[1]
+        if class_sample_weight is not None:
+            # The product a user would pass as sample_weight (float64, then X's dtype
+            # below): a fit with class_weight is that fit, bit for bit.
+            class_sample_weight = (
+                class_sample_weight
+                if sample_weight is None
+                else _check_sample_weight(sample_weight, X, dtype=np.float64) * class_sample_weight
+            )
+            sample_weight = class_sample_weight
         if sample_weight is not None:
             with np.errstate(invalid="ignore", over="ignore"):  # as in _validate_data
                 sample_weight = _check_sample_weight(sample_weight, X)
@@ -194,8 +210,9 @@ class _BaseMLP(BaseEstimator):
             self._initialize(y, layer_units, X.dtype)
         else:
             check_architecture(self, layer_units)
+        validation = None if validation_data is None else self._validation_set(validation_data)
         if self.solver in STOCHASTIC_SOLVERS:
-            diverged = fit_stochastic(self, X, y, sample_weight, incremental, txn)
+            diverged = fit_stochastic(self, X, y, sample_weight, incremental, txn, validation)
         else:
             diverged = fit_lbfgs(self, X, y, sample_weight, txn)
         if diverged or not all(
@@ -207,6 +224,32 @@ class _BaseMLP(BaseEstimator):
                 " contain large values and need to be preprocessed."
             )
         return self
+
+    def _validation_set(self, validation_data: Any) -> tuple:
+        """``validation_data`` as (X_val, y_val, sample_weight_val or None), checked
+        against the network as fitted so far: its columns and feature names, its
+        classes (classifier) or number of outputs (regressor). Errors name
+        ``validation_data``."""
+        X_val, y_val, *rest = validation_data
+        sw_val = rest[0] if rest else None
+        try:
+            X_val, y_val = validate(
+                self,
+                X_val,
+                y_val,
+                reset=False,
+                accept_sparse=["csr", "csc"],
+                multi_output=True,
+                y_numeric=not is_classifier(self),
+                dtype=(np.float64, np.float32),
+            )
+            y_val = self._validation_targets(y_val)
+            if sw_val is not None:
+                with np.errstate(invalid="ignore", over="ignore"):
+                    sw_val = _check_sample_weight(sw_val, X_val)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"validation_data: {exc}") from exc
+        return X_val, y_val, sw_val
 
     def _layout(self) -> engine.Layout:
         """The engine's layout of the fitted network (scikit-learn's packed order)."""
@@ -224,7 +267,7 @@ class _BaseMLP(BaseEstimator):
         """``coefs_`` and ``intercepts_`` become views of the flat ``params``."""
         self.coefs_, self.intercepts_ = layout.views(params)
 
-    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> Any:
+    def fit(self, X: Any, y: Any, sample_weight: Any = None, *, validation_data: Any = None) -> Any:
         """Fit the model to data matrix X and target(s) y.
 
         Parameters
@@ -236,6 +279,12 @@ class _BaseMLP(BaseEstimator):
             regression).
         sample_weight : array-like of shape (n_samples,), default=None
             Sample weights.
+        validation_data : tuple (X_val, y_val) or (X_val, y_val, sample_weight_val), \
+default=None
+            fastbp's own: the validation set of early stopping (solver 'sgd' or
+            'adam' with ``early_stopping=True``), in place of the
+            ``validation_fraction`` split: all of X trains. X_val must have X's
+            columns, y_val only classes (or the number of outputs) of y.
 
         Returns
         -------
@@ -244,7 +293,7 @@ class _BaseMLP(BaseEstimator):
         """
         self._validate_params()
         with Transaction(self) as txn:
-            return self._fit(X, y, sample_weight, incremental=False, txn=txn)
+            return self._fit(X, y, sample_weight, False, txn, validation_data)
 
     def _check_score_args(self, X: Any, y: Any, sample_weight: Any) -> None:
         """What score checks before predicting: X as predict does, then the lengths

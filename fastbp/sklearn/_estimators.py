@@ -13,6 +13,8 @@ from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import assert_all_finite, column_or_1d
+from sklearn.utils._param_validation import StrOptions
+from sklearn.utils.class_weight import compute_class_weight, compute_sample_weight
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import check_is_fitted
@@ -76,6 +78,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         As in scikit-learn.
     """
 
+    _parameter_constraints: ClassVar[dict] = {
+        **_BaseMLP._parameter_constraints,
+        # fastbp's own, as in scikit-learn's linear models.
+        "class_weight": [StrOptions({"balanced"}), dict, None],
+    }
+
     def __init__(
         self,
         hidden_layer_sizes: Any = (100,),
@@ -103,6 +111,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         n_iter_no_change: Any = 10,
         max_fun: int = 15000,
         n_threads: int | None = None,
+        progress: bool = False,
+        class_weight: Any = None,
     ) -> None:
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes,
@@ -130,7 +140,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             n_iter_no_change=n_iter_no_change,
             max_fun=max_fun,
             n_threads=n_threads,
+            progress=progress,
         )
+        self.class_weight = class_weight
 
     def _validate_input(self, X: Any, y: Any, incremental: bool, reset: bool) -> tuple:
         X, y = validate(
@@ -162,8 +174,64 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                     "`y` has classes not in `self.classes_`. "
                     f"`self.classes_` has {self.classes_}. 'y' has {classes}."
                 )
+        class_sample_weight = (
+            None if self.class_weight is None else self._class_sample_weight(y, incremental)
+        )
         y = self._label_binarizer.transform(y).astype(bool)
-        return X, y
+        return X, y, class_sample_weight
+
+    def _class_sample_weight(self, y: np.ndarray, incremental: bool) -> np.ndarray:
+        """Each sample's weight from ``class_weight``: on fit,
+        ``compute_sample_weight(class_weight, y)``; on partial_fit (a dict only, as
+        scikit-learn's SGDClassifier), the weights of ``classes_``, which a batch
+        need not all hold."""
+        class_weight = self.class_weight
+        if incremental and class_weight == "balanced":
+            # SGDClassifier's message, word for word.
+            raise ValueError(
+                "class_weight 'balanced' is not supported for "
+                "partial_fit. In order to use 'balanced' weights,"
+                " use compute_class_weight('balanced', "
+                "classes=classes, y=y). "
+                "In place of y you can use a large enough sample "
+                "of the full training set target to properly "
+                "estimate the class frequency distributions. "
+                "Pass the resulting weights as the class_weight "
+                "parameter."
+            )
+        if isinstance(class_weight, dict) and y.ndim == 1:
+            # scikit-learn ignores a key that no class has: a typo would weigh nothing.
+            known = set(self.classes_.tolist())
+            unknown = [key for key in class_weight if key not in known]
+            if unknown:
+                where = "classes_" if incremental else "y"
+                raise ValueError(
+                    f"class_weight has classes {unknown} that are not in {where} "
+                    f"(classes {self.classes_.tolist()})."
+                )
+            if incremental:
+                weights = compute_class_weight(class_weight, classes=self.classes_, y=y)
+                return weights[np.searchsorted(self.classes_, y)]
+        return compute_sample_weight(class_weight, y)
+
+    def _validation_targets(self, y: np.ndarray) -> np.ndarray:
+        """y_val checked against the fitted classes (see ``_validation_set``)."""
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if self._label_binarizer.y_type_.startswith("multilabel"):
+            if type_of_target(y) != "multilabel-indicator" or y.shape[1] != len(self.classes_):
+                raise ValueError(
+                    f"y_val must be a label indicator matrix of {len(self.classes_)} "
+                    f"columns, as y, got {type_of_target(y)} targets of shape {y.shape}."
+                )
+            return y
+        unknown = np.setdiff1d(unique_labels(y), self.classes_)
+        if len(unknown):
+            raise ValueError(
+                f"y_val has classes {unknown.tolist()} that the classifier does not "
+                f"have (classes_ {self.classes_.tolist()})."
+            )
+        return y
 
     def _score_function(self, y: Any, y_pred: Any, sample_weight: Any = None) -> float:
         return accuracy_score(y, y_pred, sample_weight=sample_weight)
@@ -199,7 +267,13 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     @available_if(lambda est: est._check_solver())
     def partial_fit(
-        self, X: Any, y: Any, sample_weight: Any = None, classes: Any = None
+        self,
+        X: Any,
+        y: Any,
+        sample_weight: Any = None,
+        classes: Any = None,
+        *,
+        validation_data: Any = None,
     ) -> MLPClassifier:
         """Update the model with a single iteration over the given data.
 
@@ -210,6 +284,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         sample_weight : array-like of shape (n_samples,), default=None
         classes : array of shape (n_classes,), default=None
             Classes across all calls to partial_fit; required on the first call.
+        validation_data : tuple (X_val, y_val[, sample_weight_val]), default=None
+            fastbp's own: early stopping across calls (see :meth:`fit` and the
+            ``stopped_`` attribute); required with ``early_stopping=True``.
 
         Returns
         -------
@@ -223,7 +300,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                     self._label_binarizer.fit(y)
                 else:
                     self._label_binarizer.fit(classes)
-            return self._fit(X, y, sample_weight, incremental=True, txn=txn)
+            return self._fit(X, y, sample_weight, True, txn, validation_data)
 
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
         """Mean accuracy of ``self.predict(X)`` against y, as scikit-learn's; X, y and
@@ -288,7 +365,10 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         As in scikit-learn; weights in the dtype of the training data.
     """
 
-    _parameter_constraints: ClassVar[dict] = dict(_skl_nn.MLPRegressor._parameter_constraints)
+    _parameter_constraints: ClassVar[dict] = {
+        **_skl_nn.MLPRegressor._parameter_constraints,
+        "progress": ["boolean"],
+    }
 
     def __init__(
         self,
@@ -318,6 +398,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         n_iter_no_change: Any = 10,
         max_fun: int = 15000,
         n_threads: int | None = None,
+        progress: bool = False,
     ) -> None:
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes,
@@ -345,6 +426,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             n_iter_no_change=n_iter_no_change,
             max_fun=max_fun,
             n_threads=n_threads,
+            progress=progress,
         )
 
     def _validate_input(self, X: Any, y: Any, incremental: bool, reset: bool) -> tuple:
@@ -369,7 +451,18 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             assert_all_finite(y, input_name="y")
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
-        return X, y
+        return X, y, None
+
+    def _validation_targets(self, y: np.ndarray) -> np.ndarray:
+        """y_val checked against the fitted outputs (see ``_validation_set``)."""
+        if y.dtype.kind not in "biuf":
+            raise TypeError("y_val must be numeric, got dtype %s." % y.dtype)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        n_outputs = 1 if y.ndim == 1 else y.shape[1]
+        if n_outputs != self.n_outputs_:
+            raise ValueError("y_val has %d output(s), y has %d." % (n_outputs, self.n_outputs_))
+        return y
 
     def _score_function(self, y: Any, y_pred: Any, sample_weight: Any = None) -> float:
         return r2_score(y, y_pred, sample_weight=sample_weight)
@@ -403,7 +496,9 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     # scikit-learn's regressor checks ``est._check_solver`` without calling it, so
     # partial_fit is always available on the regressor: kept for parity.
     @available_if(lambda est: est._check_solver)
-    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPRegressor:
+    def partial_fit(
+        self, X: Any, y: Any, sample_weight: Any = None, *, validation_data: Any = None
+    ) -> MLPRegressor:
         """Update the model with a single iteration over the given data.
 
         Parameters
@@ -411,6 +506,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
         y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
         sample_weight : array-like of shape (n_samples,), default=None
+        validation_data : tuple (X_val, y_val[, sample_weight_val]), default=None
+            As in :meth:`MLPClassifier.partial_fit`.
 
         Returns
         -------
@@ -418,7 +515,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         """
         self._validate_params()
         with Transaction(self) as txn:
-            return self._fit(X, y, sample_weight, incremental=True, txn=txn)
+            return self._fit(X, y, sample_weight, True, txn, validation_data)
 
 
 def _check_partial_fit_first_call(clf: Any, classes: Any = None) -> bool:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import itertools
 import numbers
@@ -13,6 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 from sklearn import neural_network as _skl_nn
 from sklearn.base import BaseEstimator, is_classifier
+from sklearn.neural_network._base import ACTIVATIONS as _SKLEARN_ACTIVATIONS
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_consistent_length, check_is_fitted
@@ -310,6 +312,59 @@ default=None
                 " optimizers. %s is not stochastic." % self.solver
             )
         return True
+
+    # -- export ----------------------------------------------------------------------
+
+    # Fitted state scikit-learn's estimators have besides the public attributes.
+    _SKLEARN_PRIVATE = (
+        "_label_binarizer",
+        "_best_coefs",
+        "_best_intercepts",
+        "_no_improvement_count",
+    )
+    # fastbp's own fitted attributes, which scikit-learn's estimators do not have.
+    _FASTBP_ATTRIBUTES = ("stopped_",)
+
+    def to_sklearn(self) -> Any:
+        """The fitted model as scikit-learn's estimator of the same name.
+
+        The result has the same weights (copies, in their dtype), classes,
+        output activation and other fitted attributes, and the parameters
+        scikit-learn's estimator takes (fastbp's own, such as ``n_threads`` and
+        ``class_weight``, are left out). Its predictions equal fastbp's (see the
+        tests for where float rounding may differ). It does not share the
+        optimizer state: a ``partial_fit`` on it starts a fresh optimizer.
+
+        Returns
+        -------
+        sklearn.neural_network.MLPClassifier or MLPRegressor
+            A new fitted estimator; this one is not changed.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            If this estimator is not fitted.
+        ValueError
+            If its activation is one of fastbp's that scikit-learn does not have.
+        """
+        check_is_fitted(self)
+        cls = getattr(_skl_nn, type(self).__name__)
+        if self.activation not in _SKLEARN_ACTIVATIONS:
+            raise ValueError(
+                "activation=%r is fastbp's own: scikit-learn's %s has %s."
+                % (self.activation, cls.__name__, sorted(_SKLEARN_ACTIVATIONS))
+            )
+        names = cls().get_params(deep=False)
+        params = {k: v for k, v in self.get_params(deep=False).items() if k in names}
+        est = cls(**copy.deepcopy(params))
+        for name, value in vars(self).items():
+            public = name.endswith("_") and not name.startswith("_")
+            if (public and name not in self._FASTBP_ATTRIBUTES) or name in self._SKLEARN_PRIVATE:
+                setattr(est, name, copy.deepcopy(value))
+        # Contiguous copies, not views of one flat vector.
+        est.coefs_ = [np.array(c) for c in self.coefs_]
+        est.intercepts_ = [np.array(b) for b in self.intercepts_]
+        return est
 
     # -- prediction ------------------------------------------------------------------
 

@@ -401,6 +401,19 @@ class Network:
 
     # -- files -----------------------------------------------------------------------
 
+    def to_onnx(self, path: str | os.PathLike) -> None:
+        """Write the network to ``path`` as an ONNX model, atomically.
+
+        Needs the optional extra ``fastbp[onnx]``. The graph takes ``X`` (n_samples,
+        sizes[0]) and gives ``Y`` (n_samples, sizes[-1]) in the network's dtype:
+        per layer a MatMul, an Add and the activation's operator
+        (:data:`fastbp.onnx.ONNX_OPERATORS`). onnxruntime's outputs equal
+        :meth:`predict`'s up to float rounding.
+        """
+        from fastbp.onnx import save_network
+
+        save_network(self, path)
+
     def save(self, path: str | os.PathLike) -> None:
         """Write the network to ``path`` as an ``.npz`` file, atomically.
 

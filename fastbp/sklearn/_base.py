@@ -188,17 +188,19 @@ class _BaseMLP(BaseEstimator):
         hidden_layer_sizes = check_hidden_layer_sizes(self.hidden_layer_sizes)
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         check_validation_request(self, validation_data)
-        X, y, class_sample_weight = self._validate_input(X, y, incremental, reset=first_pass)
+        X, y, labels = self._validate_input(X, y, incremental, reset=first_pass)
         n_features = X.shape[1]
-        if class_sample_weight is not None:
-            # The product a user would pass as sample_weight (float64, then X's dtype
-            # below): a fit with class_weight is that fit, bit for bit.
-            class_sample_weight = (
-                class_sample_weight
-                if sample_weight is None
-                else _check_sample_weight(sample_weight, X, dtype=np.float64) * class_sample_weight
-            )
-            sample_weight = class_sample_weight
+        if getattr(self, "class_weight", None) is not None:
+            # In float64, as a user's sample_weight * class weights would be (then in
+            # X's dtype below).
+            if sample_weight is not None:
+                sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
+            factor = self._class_sample_weight(labels, sample_weight, incremental)
+            if sample_weight is None:
+                sample_weight = factor
+            else:
+                with np.errstate(invalid="ignore"):  # infinite weight of a 0-weight class
+                    sample_weight = np.where(sample_weight == 0, 0.0, sample_weight * factor)
         if sample_weight is not None:
             with np.errstate(invalid="ignore", over="ignore"):  # as in _validate_data
                 sample_weight = _check_sample_weight(sample_weight, X)

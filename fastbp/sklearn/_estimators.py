@@ -174,32 +174,25 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                     "`y` has classes not in `self.classes_`. "
                     f"`self.classes_` has {self.classes_}. 'y' has {classes}."
                 )
-        class_sample_weight = (
-            None if self.class_weight is None else self._class_sample_weight(y, incremental)
-        )
+        labels = y
         y = self._label_binarizer.transform(y).astype(bool)
-        return X, y, class_sample_weight
+        return X, y, labels
 
-    def _class_sample_weight(self, y: np.ndarray, incremental: bool) -> np.ndarray:
-        """Each sample's weight from ``class_weight``: on fit,
-        ``compute_sample_weight(class_weight, y)``; on partial_fit (a dict only, as
-        scikit-learn's SGDClassifier), the weights of ``classes_``, which a batch
-        need not all hold."""
+    def _class_sample_weight(
+        self, y: np.ndarray, sample_weight: np.ndarray | None, incremental: bool
+    ) -> np.ndarray:
+        """Each sample's weight from ``class_weight``, as scikit-learn's
+        LogisticRegression computes it: ``compute_class_weight(class_weight,
+        classes=classes_, y=y, sample_weight=sample_weight)`` at each sample's class.
+        'balanced' thus counts the classes by weight (a weight of 2 is a repeated
+        sample); without sample weights, and always with a dict, this is
+        ``compute_sample_weight(class_weight, y)``, which multilabel targets get.
+        On partial_fit (a dict only: see ``_check_partial_fit``) a batch need not
+        hold every class of ``classes_``."""
         class_weight = self.class_weight
-        if incremental and class_weight == "balanced":
-            # SGDClassifier's message, word for word.
-            raise ValueError(
-                "class_weight 'balanced' is not supported for "
-                "partial_fit. In order to use 'balanced' weights,"
-                " use compute_class_weight('balanced', "
-                "classes=classes, y=y). "
-                "In place of y you can use a large enough sample "
-                "of the full training set target to properly "
-                "estimate the class frequency distributions. "
-                "Pass the resulting weights as the class_weight "
-                "parameter."
-            )
-        if isinstance(class_weight, dict) and y.ndim == 1:
+        if y.ndim != 1:
+            return compute_sample_weight(class_weight, y)
+        if isinstance(class_weight, dict):
             # scikit-learn ignores a key that no class has: a typo would weigh nothing.
             known = set(self.classes_.tolist())
             unknown = [key for key in class_weight if key not in known]
@@ -209,10 +202,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                     f"class_weight has classes {unknown} that are not in {where} "
                     f"(classes {self.classes_.tolist()})."
                 )
-            if incremental:
-                weights = compute_class_weight(class_weight, classes=self.classes_, y=y)
-                return weights[np.searchsorted(self.classes_, y)]
-        return compute_sample_weight(class_weight, y)
+        # A class of weight 0 gets an infinite 'balanced' weight, never used.
+        with np.errstate(divide="ignore"):
+            weights = compute_class_weight(
+                class_weight, classes=self.classes_, y=y, sample_weight=sample_weight
+            )
+        return weights[np.searchsorted(self.classes_, y)]
 
     def _validation_targets(self, y: np.ndarray) -> np.ndarray:
         """y_val checked against the fitted classes (see ``_validation_set``)."""
@@ -265,7 +260,26 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         check_is_fitted(self)
         return self._output_to_prediction(self._forward_pass_fast(X))
 
-    @available_if(lambda est: est._check_solver())
+    def _check_partial_fit(self) -> bool:
+        """partial_fit's availability: a stochastic solver, and no 'balanced' class
+        weights (SGDClassifier's message; an AttributeError, as for 'lbfgs', so that
+        ``hasattr(est, "partial_fit")`` tells)."""
+        self._check_solver()
+        if isinstance(self.class_weight, str) and self.class_weight == "balanced":
+            raise AttributeError(
+                "class_weight 'balanced' is not supported for "
+                "partial_fit. In order to use 'balanced' weights,"
+                " use compute_class_weight('balanced', "
+                "classes=classes, y=y). "
+                "In place of y you can use a large enough sample "
+                "of the full training set target to properly "
+                "estimate the class frequency distributions. "
+                "Pass the resulting weights as the class_weight "
+                "parameter."
+            )
+        return True
+
+    @available_if(lambda est: est._check_partial_fit())
     def partial_fit(
         self,
         X: Any,

@@ -344,13 +344,13 @@ def test_validation_data_needs_early_stopping_with_sgd_or_adam(params):
 
 
 def test_partial_fit_early_stopping_without_validation_data():
-    """scikit-learn's refusal, naming the way out."""
+    """scikit-learn's refusal, word for word."""
     x, y = data(n=30)
     est = small(early_stopping=True)
     error = rejected(
-        est, lambda e: e.partial_fit(x, y, classes=[0, 1, 2]), ["validation_data"], ValueError
+        est, lambda e: e.partial_fit(x, y, classes=[0, 1, 2]), ["early_stopping"], ValueError
     )
-    assert str(error).startswith("partial_fit does not support early_stopping=True")
+    assert str(error) == "partial_fit does not support early_stopping=True"
 
 
 # -- to_sklearn ---------------------------------------------------------------------------------

@@ -185,11 +185,9 @@ def fit_stochastic(
     """
     if est.early_stopping and incremental and validation is None:
         # Checked first, before the optimizer is touched (scikit-learn raises
-        # this same error after creating one).
-        raise ValueError(
-            "partial_fit does not support early_stopping=True without "
-            "validation_data=(X_val, y_val)"
-        )
+        # this same error after creating one); its words, though fastbp's
+        # partial_fit does early stopping with validation_data.
+        raise ValueError("partial_fit does not support early_stopping=True")
     layout, params = est._engine_state()  # in the weights' dtype: X's on a first fit
     dtype = params.dtype
     if not incremental or not hasattr(est, "_optimizer"):

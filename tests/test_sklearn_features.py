@@ -382,7 +382,9 @@ def test_to_sklearn_predicts_as_fastbp(kind, activation, dtype, assert_close):
     assert type(theirs) is getattr(skl, cls.__name__)
     for name in ("out_activation_", "n_layers_", "n_outputs_", "n_iter_", "loss_curve_", "t_"):
         assert getattr(theirs, name) == getattr(ours, name)
-    for got, want in zip(theirs.coefs_ + theirs.intercepts_, ours.coefs_ + ours.intercepts_):
+    for got, want in zip(
+        theirs.coefs_ + theirs.intercepts_, ours.coefs_ + ours.intercepts_, strict=True
+    ):
         assert got.dtype == want.dtype
         assert got.tobytes() == want.tobytes()
         assert got.base is None  # its own arrays

@@ -65,6 +65,19 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Threads for this estimator's fits and predictions (fastbp's own; an
         explicit count wins over every limit). None: fastbp's thread budget, the
         CPUs the process may use (:func:`fastbp.thread_info` says how many, and why).
+    progress : bool, default=False
+        fastbp's own: a tqdm bar of the epochs ('lbfgs': iterations) on stderr with
+        the loss and, with early stopping, the validation score; shown only when
+        stderr is a terminal. ``verbose`` prints scikit-learn's lines all the same.
+    class_weight : dict, 'balanced' or None, default=None
+        fastbp's own, as in scikit-learn's LogisticRegression: each sample's weight
+        is multiplied by its class's weight, ``{label: weight}`` (1 for a class not
+        in the dict; a key that is no class is an error) or 'balanced',
+        ``n_samples / (n_classes * np.bincount(y))`` with the classes counted by
+        sample weight. A fit is the fit with
+        ``sample_weight=compute_sample_weight(class_weight, y)`` (times the sample
+        weights, for a dict), bit for bit. partial_fit takes a dict only, as
+        SGDClassifier: with 'balanced' it is unavailable (AttributeError).
 
     Attributes
     ----------
@@ -76,6 +89,13 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     t_, n_iter_, n_layers_, n_outputs_, out_activation_, n_features_in_,
     feature_names_in_
         As in scikit-learn.
+    stopped_ : bool
+        fastbp's own, set by 'sgd' and 'adam': True when the stopping rule
+        (``n_iter_no_change`` epochs without improving the validation score, or
+        the training loss without early stopping) ended the last call to fit or
+        partial_fit. A partial_fit with ``validation_data`` then leaves the best
+        epoch's weights, as fit does; another call trains on from them, with a
+        fresh count of epochs without improvement.
     """
 
     _parameter_constraints: ClassVar[dict] = {
@@ -368,7 +388,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate,
     learning_rate_init, power_t, max_iter, shuffle, random_state, tol, verbose,
     warm_start, momentum, nesterovs_momentum, early_stopping, validation_fraction,
-    beta_1, beta_2, epsilon, n_iter_no_change, max_fun, n_threads
+    beta_1, beta_2, epsilon, n_iter_no_change, max_fun, n_threads, progress
         As in :class:`MLPClassifier` (and scikit-learn).
 
     Attributes
@@ -377,6 +397,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     best_validation_score_, t_, n_iter_, n_layers_, n_outputs_, out_activation_,
     n_features_in_, feature_names_in_
         As in scikit-learn; weights in the dtype of the training data.
+    stopped_ : bool
+        As in :class:`MLPClassifier`.
     """
 
     _parameter_constraints: ClassVar[dict] = {

@@ -452,6 +452,13 @@ def test_progress_bar(solver, terminal, monkeypatch, capsys):
         assert ("val=" in bar) == bool(early)
 
 
+def test_no_progress_bar_in_partial_fit(monkeypatch):
+    x, y = data()
+    monkeypatch.setattr(sys, "stderr", _Terminal())
+    small(progress=True).partial_fit(x, y, classes=[0, 1, 2])
+    assert sys.stderr.getvalue() == ""
+
+
 def test_progress_bad_value():
     x, y = data()
     est = small(MLPRegressor, progress="yes")

@@ -66,9 +66,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         explicit count wins over every limit). None: fastbp's thread budget, the
         CPUs the process may use (:func:`fastbp.thread_info` says how many, and why).
     progress : bool, default=False
-        fastbp's own: a tqdm bar of the epochs ('lbfgs': iterations) on stderr with
-        the loss and, with early stopping, the validation score; shown only when
-        stderr is a terminal. ``verbose`` prints scikit-learn's lines all the same.
+        fastbp's own: a tqdm bar of fit's epochs ('lbfgs': iterations) on stderr
+        with the loss and, with early stopping, the validation score; shown only
+        when stderr is a terminal (and not by partial_fit). ``verbose`` prints
+        scikit-learn's lines all the same.
     class_weight : dict, 'balanced' or None, default=None
         fastbp's own, as in scikit-learn's LogisticRegression: each sample's weight
         is multiplied by its class's weight, ``{label: weight}`` (1 for a class not

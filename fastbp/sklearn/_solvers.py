@@ -252,7 +252,8 @@ def fit_stochastic(
     good = Checkpoint(est, params, opt)
     est.n_iter_ = 0
     est.stopped_ = stopping = False
-    bar = terminal_progress_bar(est.progress, 1 if incremental else est.max_iter)
+    # (not for partial_fit: one bar per call of a loop would be a line per call)
+    bar = terminal_progress_bar(est.progress and not incremental, est.max_iter)
     runs = trainer.run(est.max_iter)
     try:
         for _, losses in runs:  # one epoch at a time (per_epoch)

@@ -81,6 +81,19 @@ def test_classifier_with_zipmap():
     assert proba[0].keys() == set(est.classes_)
 
 
+def test_classifier_in_a_pipeline():
+    """skl2onnx's pipeline parser finds the registered estimator."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = data("multiclass", np.float32)
+    pipe = make_pipeline(StandardScaler(), MLPClassifier((4,), max_iter=5, random_state=0))
+    pipe.fit(x, y)
+    labels, proba = run(skl2onnx.to_onnx(pipe, x[:1], options={"zipmap": False}), x)
+    np.testing.assert_array_equal(labels, pipe.predict(x))
+    assert_close(proba, pipe.predict_proba(x), np.float32)
+
+
 @pytest.mark.parametrize("cls", [MLPClassifier, MLPRegressor])
 def test_unfitted_estimator(cls):
     x, _ = data("regression", np.float64)

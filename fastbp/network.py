@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from fastbp import _files, engine, kernels
+from fastbp._progress import progress_bar as _progress_bar
 from fastbp._validation import (
     FLOAT_DTYPES,
     all_finite,
@@ -400,6 +401,19 @@ class Network:
 
     # -- files -----------------------------------------------------------------------
 
+    def to_onnx(self, path: str | os.PathLike) -> None:
+        """Write the network to ``path`` as an ONNX model, atomically.
+
+        Needs the optional extra ``fastbp[onnx]``. The graph takes ``X`` (n_samples,
+        sizes[0]) and gives ``Y`` (n_samples, sizes[-1]) in the network's dtype:
+        per layer a MatMul, an Add and the activation's operator
+        (:data:`fastbp.onnx.ONNX_OPERATORS`). onnxruntime's outputs equal
+        :meth:`predict`'s up to float rounding.
+        """
+        from fastbp.onnx import save_network
+
+        save_network(self, path)
+
     def save(self, path: str | os.PathLike) -> None:
         """Write the network to ``path`` as an ``.npz`` file, atomically.
 
@@ -500,9 +514,3 @@ class Network:
         else:
             activation = f", activation={names!r}"
         return f"Network({self.sizes}, dtype={self._dtype.name}{activation})"
-
-
-def _progress_bar(total: int):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="epoch", leave=True)

@@ -52,6 +52,20 @@ Differences from scikit-learn, all deliberate:
 * No copy of X in fit when it is C-contiguous float32/float64, a read-only
   ``numpy.memmap`` included (shuffling gathers each batch's rows).
 
+fastbp's own features, each off by default (the defaults give scikit-learn's
+results), from what scikit-learn's users asked for (see docs/beyond-sklearn.md):
+
+* ``class_weight`` on MLPClassifier (None, 'balanced' or a dict), as in
+  LogisticRegression: the fit with ``sample_weight`` times the class weights.
+* ``validation_data=(X_val, y_val[, sample_weight_val])`` on fit and partial_fit:
+  the early-stopping validation set in place of the ``validation_fraction``
+  split; partial_fit then does early stopping across calls, and ``stopped_``
+  says when the stopping rule fired (the weights are then the best epoch's).
+* ``to_sklearn()``: the fitted scikit-learn estimator with the same weights.
+* ONNX export: ``import fastbp.onnx`` registers both estimators with skl2onnx's
+  MLP converters (``skl2onnx.to_onnx(est, X)``); extra ``fastbp[onnx]``.
+* ``progress=True``: a tqdm bar of the epochs when stderr is a terminal.
+
 Quirks of scikit-learn kept on purpose, for identical results:
 
 * Multi-output regression ('squared_error' with k outputs): the reported loss is

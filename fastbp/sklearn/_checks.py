@@ -86,3 +86,29 @@ def check_architecture(est: Any, layer_units: list[int]) -> None:
             "fit from scratch (warm_start=False) to change them."
             % (est.hidden_layer_sizes, tuple(fitted[1:-1]))
         )
+
+
+def check_validation_request(est: Any, validation_data: Any) -> None:
+    """``validation_data`` is None, or a tuple of 2 or 3 for early stopping with a
+    stochastic solver (its arrays are checked once X is)."""
+    if validation_data is None:
+        return
+    if est.solver not in ("sgd", "adam"):
+        raise ValueError(
+            "validation_data is the validation set of early stopping, which solver=%r "
+            "does not do: use solver='sgd' or 'adam'." % est.solver
+        )
+    if not est.early_stopping:
+        raise ValueError(
+            "validation_data is the validation set of early stopping: set "
+            "early_stopping=True to use it."
+        )
+    is_sequence = isinstance(validation_data, tuple | list)
+    if not is_sequence or len(validation_data) not in (2, 3):
+        what = type(validation_data).__name__
+        if is_sequence:
+            what += " of length %d" % len(validation_data)
+        raise TypeError(
+            "validation_data must be a tuple (X_val, y_val) or (X_val, y_val, "
+            "sample_weight_val), got a %s." % what
+        )

@@ -3,8 +3,9 @@
 Covers [project].dependencies and the `test` extra (except ruff, which the tests
 do not use). The optional extras that the test extra pulls in (`fastbp[dask,onnx]`)
 are not pinned here: their lower bounds are the versions the main CI job installs
-and tests, and the minimum-versions tests do not import them. A runtime dependency without a `>=` lower bound is an error: every
-one must declare the version it is tested at.
+and tests, and the minimum-versions tests do not import them. A runtime dependency
+without a `>=` lower bound is an error: every one must declare the version it is
+tested at.
 """
 
 from __future__ import annotations

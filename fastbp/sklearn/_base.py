@@ -11,6 +11,7 @@ import numbers
 from typing import Any, ClassVar
 
 import numpy as np
+import scipy.sparse
 from sklearn import neural_network as _skl_nn
 from sklearn.base import BaseEstimator, is_classifier
 from sklearn.utils import check_random_state
@@ -21,6 +22,7 @@ from fastbp import engine, kernels
 from fastbp._threads import check_threads
 from fastbp._validation import all_finite
 from fastbp.engine.init import glorot_uniform
+from fastbp.engine.sparse import check_csr
 from fastbp.sklearn._checks import (
     check_architecture,
     check_hidden_layer_sizes,
@@ -180,6 +182,10 @@ class _BaseMLP(BaseEstimator):
         hidden_layer_sizes = check_hidden_layer_sizes(self.hidden_layer_sizes)
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         X, y = self._validate_input(X, y, incremental, reset=first_pass)
+        if scipy.sparse.issparse(X):
+            # Checked (index arrays, not only values) and made CSR once, before
+            # anything indexes it: see fastbp.engine.sparse for what is copied.
+            X = check_csr("X", X, X.dtype)
         n_features = X.shape[1]
         if sample_weight is not None:
             with np.errstate(invalid="ignore", over="ignore"):  # as in _validate_data

@@ -53,27 +53,25 @@ class Diverged(Exception):
 class Snapshot:
     """A copy of the parameters and optimizer state, and a way back to it.
 
-    Saved into spare buffers and published by one assignment, so that a
-    KeyboardInterrupt landing in the middle of a save leaves the previous
-    snapshot whole. ``extra`` carries whatever else a front end wants restored
-    with it (its bookkeeping).
+    One copy (a model with a wide first layer, sparse input's, is mostly its
+    parameters and optimizer state: a second copy would cost as much again). It is
+    unpublished while it is written, so a KeyboardInterrupt landing in the middle of
+    a save leaves no snapshot rather than a torn one; the state being saved is
+    then the current one, which a fit interrupted there keeps anyway. ``extra``
+    carries whatever else a front end wants restored with it (its bookkeeping).
     """
 
     def __init__(self, params: np.ndarray, opt: Optimizer) -> None:
         self.params, self.opt = params, opt
-        self.spare = (np.empty_like(params), np.empty_like(opt.state))
+        self.buffers = (np.empty_like(params), np.empty_like(opt.state))
         self.saved: tuple | None = None
 
     def save(self, extra: Any = None) -> None:
-        params, state = self.spare
+        params, state = self.buffers
+        self.saved = None
         np.copyto(params, self.params)
         np.copyto(state, self.opt.state)
-        saved = (params, state, self.opt.t, self.opt.learning_rate, extra)
-        if self.saved is None:
-            self.spare = (np.empty_like(params), np.empty_like(state))
-        else:
-            self.spare = self.saved[:2]
-        self.saved = saved
+        self.saved = (params, state, self.opt.t, self.opt.learning_rate, extra)
 
     def save_if_finite(self, extra: Any = None) -> None:
         if all_finite(self.params):

@@ -13,7 +13,11 @@ structs):
 :class:`Net`        the layout: widths, offsets, activation codes.
 :class:`Buffers`    params, grads, acts, deltas (flat, one float dtype).
 :class:`Data`       the rows (x, y, sample weights), the epochs' row orders, the
-                    batch size, and gather buffers for shuffled or strided rows.
+                    batch size, and gather buffers for shuffled or strided rows;
+                    or :class:`SparseData`, the same for the rows of a CSR matrix,
+                    never copied: each batch is a :class:`SparseRows` (the matrix,
+                    the order, where the batch starts in it), which selects the
+                    sparse first-layer kernels (``kernels.sparse_*``).
 ``objective``       None for fastbp.Network's mean squared error (output delta
                     ``2 (a - y) / m``, the output layer's derivative taken from its
                     activation), or an :class:`Objective` (a scikit-learn loss with
@@ -21,7 +25,8 @@ structs):
 ``opt``             None (gradient only), :class:`FusedSGD`, :class:`Momentum` or
                     :class:`Adam`.
 
-**The mode is chosen one way: by the types of ``opt`` and ``objective``.** The
+**The mode is chosen one way: by the types of ``opt`` and ``objective``** (and of
+the data: :class:`SparseData` for CSR input). The
 switches below (``_output_delta``, ``_layer_backward``, ``_update``...) are
 :func:`fastbp._jit.mode_switch` functions: Numba picks their body from those types
 while typing, so a compiled variant contains only its own mode's kernels

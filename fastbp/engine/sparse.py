@@ -85,6 +85,13 @@ def check_csr(name: str, x: Any, dtype: np.dtype, n_features: int | None = None)
         )
     if x.format in ("csr", "csc"):
         _check_compressed(name, x)
+    elif x.format == "coo" and x.nnz > 0:  # converted by SciPy without bounds checks
+        for axis, idx in enumerate(x.coords):
+            if int(idx.min()) < 0 or int(idx.max()) >= x.shape[axis]:
+                raise ValueError(
+                    f"{name} is a malformed COO matrix: its indices along axis {axis} do "
+                    f"not fit its shape {x.shape}"
+                )
     x = x.tocsr()  # CSR: itself; other formats: converted once (SciPy checks those)
     if x.indices.dtype != x.indptr.dtype:  # one integer type per compiled variant
         x = scipy.sparse.csr_matrix(

@@ -357,40 +357,45 @@ def _batch_impl(data, epoch, row, m):
     if _is(data, SparseData):
 
         def sparse(data, epoch, row, m):
-            orders, y, sw = data.orders, data.y, data.sw
-            # An empty order means data order.
-            order = orders[epoch] if orders.shape[0] > 0 else orders.reshape(-1)[:0]
+            order = _epoch_order(data.orders, epoch)
             xin = SparseRows(data.data, data.indices, data.indptr, order, row, (m, data.n_cols))
-            if data.gather:
-                gather_rows(y, order, row, m, data.yb)
-                gather_weights(sw, order, row, m, data.swb)
-                yin = _views.row_range(data.yb, 0, m)
-                swin = data.swb[:m] if sw.size > 0 else data.swb[:0]
-            else:
-                yin = _views.row_range(y, row, m)
-                swin = sw[row : row + m] if sw.size > 0 else sw[:0]
+            yin, swin = _targets(data, order, row, m)
             return xin, yin, swin
 
         return sparse
 
     def dense(data, epoch, row, m):
-        x, y, sw, orders = data.x, data.y, data.sw, data.orders
+        order = _epoch_order(data.orders, epoch)
         if data.gather:
-            # An empty order means data order.
-            order = orders[epoch] if orders.shape[0] > 0 else orders.reshape(-1)[:0]
-            gather_rows(x, order, row, m, data.xb)
-            gather_rows(y, order, row, m, data.yb)
-            gather_weights(sw, order, row, m, data.swb)
+            gather_rows(data.x, order, row, m, data.xb)
             xin = _views.row_range(data.xb, 0, m)
-            yin = _views.row_range(data.yb, 0, m)
-            swin = data.swb[:m] if sw.size > 0 else data.swb[:0]
         else:
-            xin = _views.row_range(x, row, m)
-            yin = _views.row_range(y, row, m)
-            swin = sw[row : row + m] if sw.size > 0 else sw[:0]
+            xin = _views.row_range(data.x, row, m)
+        yin, swin = _targets(data, order, row, m)
         return xin, yin, swin
 
     return dense
+
+
+@jit_inline
+def _epoch_order(orders, epoch):
+    """Epoch ``epoch``'s row order; an empty order (data order) when there are none."""
+    return orders[epoch] if orders.shape[0] > 0 else orders.reshape(-1)[:0]
+
+
+@jit_inline
+def _targets(data, order, row, m):
+    """The batch's y and sw: gathered into data.yb, data.swb if data.gather, else slices."""
+    y, sw = data.y, data.sw
+    if data.gather:
+        gather_rows(y, order, row, m, data.yb)
+        gather_weights(sw, order, row, m, data.swb)
+        yin = _views.row_range(data.yb, 0, m)
+        swin = data.swb[:m] if sw.size > 0 else data.swb[:0]
+    else:
+        yin = _views.row_range(y, row, m)
+        swin = sw[row : row + m] if sw.size > 0 else sw[:0]
+    return yin, swin
 
 
 # -- passes --------------------------------------------------------------------------

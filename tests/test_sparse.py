@@ -393,3 +393,24 @@ def test_bad_sparse_input_network(kind, call):
             net.fit(bad, np.zeros(30), epochs=1)
     for got, want in zip(net.weights + net.biases, before, strict=True):
         assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sparse_kernels_do_not_depend_on_threads(rng, dtype):
+    """Each output element sums its terms in one order however the work is split."""
+    x, order, start, m, w, b, _, _ = _kernel_args(rng, "threads", dtype)
+    delta0 = rng.normal(size=(m, w.shape[1])).astype(dtype)
+    outs = []
+    for threads in (None, 2):
+        out, dw, db, delta = (
+            np.empty((m, w.shape[1]), dtype),
+            np.empty_like(w),
+            b.copy(),
+            delta0.copy(),
+        )
+        csr = (x.data, x.indices, x.indptr, order, start)
+        kernels.sparse_forward(*csr, w, b, out, 1, threads)
+        kernels.sparse_backward(delta, out, *csr, w, dw, db, 0.1, 1, threads)
+        outs.append((out, dw, db))
+    for got, want in zip(outs[0], outs[1], strict=True):
+        assert got.tobytes() == want.tobytes()

@@ -6,7 +6,7 @@ Numba compiles on first use and keeps the machine code in its on-disk cache;
 compile. The variants are the combinations that change the compiled types: the
 dtype (float32, float64); fastbp.Network (fused SGD, C-ordered or strided X) and
 the estimators (Momentum and Adam steps, L-BFGS's loss and gradient, every
-output); prediction; and reproducible mode's threaded kernels. Each is reached
+output); sparse (CSR) input; prediction; and reproducible mode's threaded kernels. Each is reached
 by running a tiny fit through the public API, so that what is compiled is
 exactly what a fit runs.
 """
@@ -75,6 +75,27 @@ def _estimators(dtype: type, solver: str) -> None:
                 est.predict(x)
 
 
+def _sparse(dtype: type) -> None:
+    """Sparse (CSR) input: Network's fits and the estimators' solvers."""
+    import scipy.sparse
+
+    from fastbp import MLPClassifier, Network
+
+    rng = np.random.default_rng(0)
+    x = scipy.sparse.random(12, 5, density=0.4, format="csr", random_state=0, dtype=dtype)
+    y = rng.random((12, 2)).astype(dtype)
+    net = Network([5, 4, 2], dtype=dtype, seed=0)
+    for shuffle in (False, True):
+        net.fit(x, y, epochs=2, lr=0.5, batch_size=4, shuffle=shuffle)
+    net.predict(x)
+    net.gradients(x, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning after 2 iterations
+        for solver in ("adam", "sgd", "lbfgs"):
+            est = MLPClassifier(hidden_layer_sizes=(4,), solver=solver, max_iter=2, random_state=0)
+            est.fit(x, np.arange(12) % 2).predict_proba(x)
+
+
 def variants(
     dtypes: tuple[type, ...] = (np.float32, np.float64),
 ) -> list[tuple[str, Callable[[], None]]]:
@@ -93,6 +114,7 @@ def variants(
             tasks.append(
                 (f"estimators {name}, {solver}", lambda d=dtype, s=solver: _estimators(d, s))
             )
+        tasks.append((f"sparse input {name}", lambda d=dtype: _sparse(d)))
     return tasks
 
 

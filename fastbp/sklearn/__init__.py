@@ -22,8 +22,14 @@ Differences from scikit-learn, all deliberate:
 * float32 input is trained in float32 with every solver, 'lbfgs' included
   (scikit-learn's L-BFGS path leaves float64 weights after a float32 fit). A
   warm start or ``partial_fit`` trains on in the dtype of the fitted weights.
-* Sparse input is accepted, as by scikit-learn, and densified for training;
-  predict densifies it a chunk of rows at a time.
+* Sparse input is accepted, as by scikit-learn, and never densified: fit and
+  predict read the rows of a CSR matrix where they are (the first layer's
+  products are sparse x dense, as scikit-learn's). CSC is converted to CSR once
+  (a copy of its stored entries; scikit-learn slices it as it is), other formats
+  as scikit-learn converts them. Unsorted indices and duplicate entries are used
+  as they are (duplicates add up, as in ``X @ W``). Index arrays that do not fit
+  the matrix's shape are refused with a ValueError naming X (scikit-learn
+  does not check them).
 * A fit or partial_fit that raises before training starts (bad data, targets,
   sample weights or hyper-parameters) leaves the estimator exactly as it was,
   attribute for attribute, and a ``RandomState`` passed as ``random_state``

@@ -12,6 +12,7 @@ import numbers
 from typing import Any, ClassVar
 
 import numpy as np
+import scipy.sparse
 from sklearn import neural_network as _skl_nn
 from sklearn.base import BaseEstimator, is_classifier
 from sklearn.neural_network._base import ACTIVATIONS as _SKLEARN_ACTIVATIONS
@@ -23,6 +24,7 @@ from fastbp import engine, kernels
 from fastbp._threads import check_threads
 from fastbp._validation import all_finite
 from fastbp.engine.init import glorot_uniform
+from fastbp.engine.sparse import check_csr
 from fastbp.sklearn._checks import (
     check_architecture,
     check_hidden_layer_sizes,
@@ -189,6 +191,10 @@ class _BaseMLP(BaseEstimator):
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         check_validation_request(self, validation_data)
         X, y, labels = self._validate_input(X, y, incremental, reset=first_pass)
+        if scipy.sparse.issparse(X):
+            # Checked (index arrays, not only values) and made CSR once, before
+            # anything indexes it: see fastbp.engine.sparse for what is copied.
+            X = check_csr("X", X, X.dtype)
         n_features = X.shape[1]
         if getattr(self, "class_weight", None) is not None:
             # In float64, as a user's sample_weight * class weights would be (then in

@@ -14,13 +14,15 @@ import scipy.sparse
 from sklearn.utils.validation import validate_data
 
 from fastbp._validation import all_finite
+from fastbp.engine.sparse import check_csr
 
 
-def train_x(x: Any, dtype: np.dtype) -> np.ndarray:
+def train_x(x: Any, dtype: np.dtype) -> Any:
     """Training samples for the kernels: C-contiguous in ``dtype``, not copied when
-    they already are (a read-only ``numpy.memmap`` included)."""
+    they already are (a read-only ``numpy.memmap`` included); a sparse matrix as a
+    checked CSR matrix in ``dtype``, never densified (:mod:`fastbp.engine.sparse`)."""
     if scipy.sparse.issparse(x):
-        x = x.toarray()
+        return check_csr("X", x, dtype)
     return np.ascontiguousarray(x, dtype=dtype)
 
 

@@ -123,11 +123,11 @@ def _is_frame(a: Any) -> bool:
 def _check_numeric(name: str, a: Any) -> None:
     """A TypeError naming the non-numeric columns (dask DataFrame) or dtype."""
     if hasattr(a, "dtypes") and not hasattr(a, "dtype"):  # a DataFrame
-        bad = [str(c) for c, t in a.dtypes.items() if np.dtype(t).kind not in "biuf"]
+        bad = [str(c) for c, t in a.dtypes.items() if getattr(t, "kind", "O") not in "biuf"]
         if bad:
             raise TypeError(f"{name} has non-numeric column(s) {bad}: encode them as numbers first")
         return
-    kind = np.dtype(a.dtype).kind if hasattr(a, "dtype") else "O"
+    kind = getattr(getattr(a, "dtype", None), "kind", "O")
     if kind not in "biuf":
         raise TypeError(f"{name} must hold numbers, got dtype {a.dtype}")
 

@@ -1080,6 +1080,7 @@ def train(
     shuffle: bool = False,
     sync_every: int | None = None,
     client: Any = None,
+    callback: Any = None,
 ) -> History:
     """Train ``network`` in place on a Dask cluster; the :class:`History` of
     :meth:`fastbp.Network.fit`.
@@ -1100,6 +1101,8 @@ def train(
     sync_every : int >= 1 or None
         Steps between averagings; None: one pass over each worker's rows.
     client : dask.distributed.Client or None
+    callback : callable(epoch, loss), optional
+        As in :meth:`fastbp.Network.fit`: after each epoch; True stops training.
 
     Returns
     -------
@@ -1121,6 +1124,8 @@ def train(
     if sync_every is not None:
         sync_every = check_int("sync_every", sync_every)
     shuffle = check_bool("shuffle", shuffle)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable, got {type(callback).__name__}")
     layout, params, dtype = network._layout, network._params, network.dtype
     with _client_for(client) as (client, _), client.as_current():
         _workers(client)
@@ -1166,6 +1171,9 @@ def train(
                     )
                 losses[epoch] = loss
                 np.copyto(last_good, params)
+                answer = None if callback is None else callback(epoch, float(loss))
+                if isinstance(answer, bool | np.bool_) and answer:
+                    return History(losses[: epoch + 1].copy(), time.perf_counter() - t0)
         finally:
             cluster.close()
     return History(losses, time.perf_counter() - t0)

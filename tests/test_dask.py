@@ -373,3 +373,15 @@ def test_estimators_pickle_without_their_client(client):
     copy_ = pickle.loads(pickle.dumps(est))  # as dask-ml and joblib send it to workers
     assert copy_.client is None and est.client is client
     assert copy_.get_params()["hidden_layer_sizes"] == HIDDEN
+
+
+def test_cli_train_on_the_cluster(client, capsys):
+    """``fastbp train --dask ADDRESS``: full batch (xor), the local run's losses."""
+    from fastbp.cli import main
+
+    args = ["train", "--dataset", "xor", "--epochs", "30", "--log-every", "1"]
+    outputs = []
+    for extra in ([], ["--dask", client.scheduler.address]):
+        main([*args, *extra])  # exit status 3: xor is not learned in 30 epochs
+        outputs.append([line for line in capsys.readouterr().out.splitlines() if "loss" in line])
+    assert len(outputs[0]) == 30 and outputs[1] == outputs[0]

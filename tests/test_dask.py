@@ -383,5 +383,8 @@ def test_cli_train_on_the_cluster(client, capsys):
     outputs = []
     for extra in ([], ["--dask", client.scheduler.address]):
         main([*args, *extra])  # exit status 3: xor is not learned in 30 epochs
-        outputs.append([line for line in capsys.readouterr().out.splitlines() if "loss" in line])
-    assert len(outputs[0]) == 30 and outputs[1] == outputs[0]
+        lines = [line for line in capsys.readouterr().out.splitlines() if "loss" in line]
+        outputs.append([float(line.split()[-1]) for line in lines])
+    assert len(outputs[0]) == 30
+    # float32 (the CLI's default): fused and separate updates round differently
+    np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-4)

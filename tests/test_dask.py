@@ -137,6 +137,7 @@ def test_full_batch_train_equals_network_fit(client):
         ("adam", {}),
         ("adam", {"sync_every": 2}),
         ("sgd", {"early_stopping": True, "validation_fraction": 0.2}),
+        ("sgd", {"n_iter_no_change": 1, "tol": 0.05, "learning_rate": "adaptive"}),
     ],
 )
 def test_one_worker_equals_local_fit_bit_for_bit(client, workers, solver, extra):
@@ -152,6 +153,31 @@ def test_one_worker_equals_local_fit_bit_for_bit(client, workers, solver, extra)
     assert ours.n_iter_ == want.n_iter_ and ours.t_ == want.t_
     assert ours.validation_scores_ == want.validation_scores_
     np.testing.assert_array_equal(ours._optimizer.state, want._optimizer.state)
+
+
+def test_one_worker_warm_start_equals_local(client, workers):
+    X, y = regression()
+    Xd, yd = on_one_worker(client, workers[0], X, y)
+    kw = dict(hidden_layer_sizes=HIDDEN, solver="adam", max_iter=3, random_state=1,
+              warm_start=True, early_stopping=True)  # fmt: skip
+    ours, want = fd.DaskMLPRegressor(client=client, **kw), fastbp.MLPRegressor(**kw)
+    for _ in range(2):
+        ours.fit(Xd, yd)
+        want.fit(X, y)
+    assert_same_bits(weights_of(ours), weights_of(want))
+    assert ours.loss_curve_ == want.loss_curve_
+    assert ours.validation_scores_ == want.validation_scores_
+
+
+def test_two_workers_early_stopping_scores_all_validation_rows(client):
+    """Validation rows come from both workers, scored together each epoch."""
+    X, y = regression(rows=200)
+    est = fd.DaskMLPRegressor(hidden_layer_sizes=HIDDEN, solver="adam", max_iter=20,
+                              early_stopping=True, learning_rate_init=0.05, random_state=0,
+                              client=client).fit(X, y)  # fmt: skip
+    assert len(est.validation_scores_) == est.n_iter_
+    assert est.best_validation_score_ == max(est.validation_scores_)
+    assert 0.5 < est.best_validation_score_ <= 1
 
 
 def test_one_worker_minibatch_train_equals_network_fit(client, workers):

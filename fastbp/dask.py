@@ -288,6 +288,7 @@ class _Block:
         self.trainer: engine.Trainer | None = None
         self.drawn = 0  # row orders drawn since the fit's start
         self.order: np.ndarray | None = None
+        self.kernel_seconds = 0.0  # inside the compiled calls (bench/dask_scaling.py)
 
     def _split(self, x: np.ndarray, y: np.ndarray, sw: np.ndarray | None) -> None:
         """The estimator's early-stopping split of this group's rows (its own code,
@@ -319,7 +320,9 @@ class _Block:
                 spec.layout, self.x, self.y, self.sw, alpha, spec.n_threads
             )
         with compute_threads(spec.layout.sizes, self.n, spec.n_threads):
+            t = time.perf_counter()
             value, grads = self.gradient(params)
+            self.kernel_seconds += time.perf_counter() - t
         return float(value), grads.copy()
 
     # -- local SGD rounds
@@ -356,7 +359,8 @@ class _Block:
         (params, optimizer state, the epoch's running loss sum, next row)."""
         spec = self.spec
         if self.trainer is None:
-            opt = copy.deepcopy(spec.optimizer)
+            opt = copy.deepcopy(spec.optimizer)  # its state: shipped each round
+            opt.state = np.empty((opt.n_state, spec.layout.n_params), spec.dtype)
             self.trainer = engine.Trainer(
                 spec.layout,
                 np.empty(spec.layout.n_params, spec.dtype),
@@ -382,7 +386,8 @@ class _Block:
         loss_sums = np.array([loss_sum])
         with compute_threads(spec.layout.sizes, trainer.batch, spec.n_threads):
             # (the driver's one-chunk call; Trainer.steps would restart the sum)
-            epoch_end, next_row, _ = trainer._chunk(data, 0, row, count, loss_sums)
+            epoch_end, next_row, seconds = trainer._chunk(data, 0, row, count, loss_sums)
+        self.kernel_seconds += seconds
         if epoch_end:
             next_row = self.n
         elif next_row < row + count * trainer.batch:  # fused SGD stopped: non-finite loss
@@ -408,6 +413,15 @@ class _Block:
         yp = np.asarray(y_pred, dtype=np.float64).reshape(len(w), -1)
         return score, np.stack([w @ (yv - yp) ** 2, np.full(yv.shape[1], w.sum()), w @ yv,
                                 w @ yv**2])  # fmt: skip
+
+
+def _stateless(opt: engine.Optimizer | None) -> engine.Optimizer | None:
+    """A copy of ``opt`` without its state (the blocks get it each round)."""
+    if opt is None:
+        return None
+    template = copy.copy(opt)
+    template.state = opt.state[:, :0].copy()
+    return template
 
 
 def _no_draw(orders: np.ndarray) -> None:
@@ -511,6 +525,7 @@ class _Cluster:
         self.total_weight = math.fsum(self.weights)
 
     def _params(self, params: np.ndarray) -> Any:
+        """``params`` (or optimizer state) as a round's task argument."""
         if params.nbytes > INLINE_PARAMS_BYTES:
             return self.client.scatter(params, broadcast=True, hash=False)
         return params
@@ -546,7 +561,8 @@ class _Cluster:
         batches = np.minimum(batch, self.rows)
         while (rows_left > 0).any():
             p = self._params(params)
-            state = opt.get_state()
+            state, t, lr = opt.get_state()
+            state = (self._params(state), t, lr)
             active, futures = [], []
             for g, b in enumerate(self.blocks):
                 if rows_left[g] == 0:
@@ -781,7 +797,7 @@ class _DaskMixin:
             shuffle=bool(self.shuffle),
             batch=batch,
             alpha=float(self.alpha),
-            optimizer=opt,
+            optimizer=_stateless(opt),
             n_threads=self.n_threads,
         )
         cluster = _Cluster(client, [xs, ys, ws], spec)
@@ -1147,7 +1163,7 @@ def train(
             shuffle=shuffle and batch_size is not None,
             batch=batch_size or 1,
             alpha=0.0,
-            optimizer=opt,
+            optimizer=_stateless(opt),
             n_threads=None,
         )
         cluster = _Cluster(client, [xs, ys], spec)

@@ -682,6 +682,20 @@ class _DaskMixin:
         state.pop("client_", None)
         return state
 
+    def __sklearn_clone__(self) -> Any:
+        # scikit-learn's clone deep-copies every parameter, and a client does not copy:
+        # the clone shares it (a client is a handle on the cluster).
+        from sklearn.base import _clone_parametrized
+
+        client = self.client
+        try:
+            self.client = None
+            new = _clone_parametrized(self)
+        finally:
+            self.client = client
+        new.client = client
+        return new
+
     def to_local(self) -> Any:
         """A fitted local estimator (``fastbp.MLPClassifier``/``MLPRegressor``) with
         the same parameters and a copy of the weights and fitted attributes."""

@@ -20,7 +20,8 @@ pytest.importorskip("dask.dataframe")
 import dask.array as da
 import dask.dataframe as dd
 import pandas as pd
-from distributed import Client, LocalCluster
+from distributed import Client, LocalCluster, futures_of
+from distributed.protocol import dask_serialize
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 
@@ -229,6 +230,51 @@ def test_dataframe_fit_keeps_feature_names(client):
     assert list(est.feature_names_in_) == ["u", "v", "w"]
     want = fastbp.MLPRegressor(hidden_layer_sizes=HIDDEN, solver="lbfgs", max_iter=5)
     assert est.n_features_in_ == 3 and est.coefs_[0].shape == (3, 5) and want is not None
+
+
+class _Pinned(np.ndarray):
+    """A partition that cannot be pickled: it fails the fit if it ever leaves its worker."""
+
+    def __reduce__(self):
+        raise RuntimeError("a partition of X left its worker")
+
+
+@dask_serialize.register(_Pinned)
+def _refuse(block):
+    raise RuntimeError("a partition of X left its worker")
+
+
+def _pin(block):
+    return block.view(_Pinned)
+
+
+def test_partitions_never_leave_their_workers(client, workers):
+    """X's partitions are made on the workers and cannot be pickled: neither the fit nor
+    the predictions move them (only parameters, gradients and scalars travel)."""
+    rs = da.random.RandomState(0)
+    X = rs.normal(size=(200, 4), chunks=(50, 4)).map_blocks(_pin, dtype=np.float64)
+    y = (rs.normal(size=200, chunks=50) > 0).astype(int)
+    X, y = client.persist([X, y], workers=[workers[0]])
+    est = fd.DaskMLPClassifier(hidden_layer_sizes=HIDDEN, solver="lbfgs", max_iter=5,
+                               client=client, random_state=0).fit(X, y)  # fmt: skip
+    assert est.n_iter_ == 5
+    assert est.predict(X).compute().shape == (200,)
+    with pytest.raises(Exception, match="left its worker"):  # the guard works
+        client.gather(futures_of(X))
+
+
+def test_train_rejects_bad_arguments(client):
+    net = fastbp.Network([3, 4, 1], seed=0)
+    before = [w.copy() for w in net.weights]
+    X, y = regression()
+    Xd, yd = da.from_array(X, chunks=60), da.from_array(y, chunks=60)
+    with pytest.raises(TypeError, match="network"):
+        fd.train("net", Xd, yd, epochs=1, lr=0.1, client=client)
+    with pytest.raises(ValueError, match="epochs"):
+        fd.train(net, Xd, yd, epochs=0, lr=0.1, client=client)
+    with pytest.raises(ValueError, match="Y must have 1 columns"):
+        fd.train(net, Xd, da.stack([yd, yd], axis=1), epochs=1, lr=0.1, client=client)
+    assert_same_bits(net.weights, before)
 
 
 # -- bad input ---------------------------------------------------------------------

@@ -166,7 +166,7 @@ def _prepare(client: Client, X: Any, y: Any, sw: Any, classifier: bool) -> tuple
     """(X, y, sw) as dask arrays with the same row chunks, X 2-D in one column
     chunk; plus X's feature names (a DataFrame's columns) or None."""
     names = None
-    if _is_frame(X) and hasattr(X, "columns"):
+    if hasattr(X, "columns"):  # a dask or pandas DataFrame
         columns = list(X.columns)
         if all(isinstance(c, str) for c in columns):
             names = np.asarray(columns, dtype=object)
@@ -182,12 +182,14 @@ def _prepare(client: Client, X: Any, y: Any, sw: Any, classifier: bool) -> tuple
         ys = _to_array(y, "y", numeric=not classifier)
         ws = None if sw is None else _to_array(sw, "sample_weight", numeric=True)
     else:
+        for name, a in zip(("X", "y", "sample_weight"), (X, y, sw), strict=True):
+            if a is not None and (name != "y" or not classifier):
+                _check_numeric(name, a if hasattr(a, "dtypes") else np.asarray(a))
         memory = [None if a is None else np.asarray(a) for a in (X, y, sw)]
-        for name, m in zip(("X", "y", "sample_weight"), memory, strict=True):
-            if m is not None and (name != "y" or not classifier):
-                _check_numeric(name, m)
         if memory[0].ndim != 2:
             raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {memory[0].shape}")
+        if memory[0].shape[0] == 0:
+            raise ValueError("X has no rows")
         for name, m in (("y", memory[1]), ("sample_weight", memory[2])):
             if m is not None and m.shape[0] != memory[0].shape[0]:
                 raise ValueError(f"X has {memory[0].shape[0]} rows but {name} has {m.shape[0]}")

@@ -335,6 +335,19 @@ def test_checkpoint_resumes_the_fit(client, workers, tmp_path):
         fd.DaskMLPClassifier(max_iter=3, checkpoint=path, **{**kw, "solver": "sgd"}).fit(Xd, yd)
 
 
+def test_lbfgs_checkpoint_continues_from_the_saved_weights(client, tmp_path):
+    X, y = regression()
+    path = tmp_path / "lbfgs.npz"
+    kw = dict(hidden_layer_sizes=HIDDEN, solver="lbfgs", max_iter=5, random_state=0,
+              client=client, checkpoint=path)  # fmt: skip
+    first = fd.DaskMLPRegressor(**kw).fit(X, y)
+    saved = np.load(path)["params"]
+    _, params = first._engine_state(np.float64)
+    np.testing.assert_array_equal(saved, params)  # the last iterate
+    second = fd.DaskMLPRegressor(**kw).fit(X, y)
+    assert second.loss_ < first.loss_
+
+
 @pytest.mark.slow
 def test_checkpoint_survives_a_killed_client(client, workers, tmp_path):
     """A client process killed mid-fit: a new fit with its checkpoint continues it."""

@@ -86,13 +86,25 @@ def _client_for(client: Any) -> Iterator[tuple[Client, bool]]:
     if current is not None:
         yield current, False
         return
-    cluster = LocalCluster(n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True)
+    cluster = _local_cluster(n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True)
     owned = Client(cluster)
     try:
         yield owned, True
     finally:
         owned.close()
         cluster.close()
+
+
+def _local_cluster(**kwargs: Any) -> LocalCluster:
+    """A LocalCluster that leaves this process's environment as it was: Dask's nanny
+    sets OMP_NUM_THREADS=1 (and more) for its workers in the parent's os.environ too,
+    which would hold every later fastbp fit in this process to one thread."""
+    saved = dict(os.environ)
+    try:
+        return LocalCluster(**kwargs)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def _workers(client: Client) -> dict[str, Any]:

@@ -39,6 +39,7 @@ def client():
     # The workers inherit this process's environment (PYTHONPATH, FASTBP_LOAD_AWARE=0
     # from conftest, Numba's cache): they load the kernels compiled before them.
     env = {k: v for k, v in os.environ.items() if k.startswith(("FASTBP_", "NUMBA_"))}
+    saved = dict(os.environ)  # Dask's nanny sets OMP_NUM_THREADS=1 here too: put it back
     with (
         LocalCluster(
             n_workers=2,
@@ -49,7 +50,11 @@ def client():
         ) as cluster,
         Client(cluster) as c,
     ):
+        os.environ.clear()
+        os.environ.update(saved)
         yield c
+    os.environ.clear()  # and after a restarted worker (the fault tests)
+    os.environ.update(saved)
 
 
 @pytest.fixture

@@ -363,6 +363,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="threads for fastbp and its BLAS (fastbp.set_num_threads; default: all cores)",
     )
     train.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        nargs="?",
+        const="",
+        default=None,
+        help="train on a Dask cluster (fastbp.dask.train: each worker steps on its share of "
+        "the rows, the weights averaged every epoch): the scheduler at ADDRESS, or a local "
+        "cluster of one worker per core when none is given",
+    )
+    train.add_argument(
         "--log-every",
         metavar="K",
         type=_int_at_least(1),
@@ -1057,16 +1067,19 @@ def run_train(args: argparse.Namespace) -> int:
     failure = None
     t0 = time.perf_counter()
     try:
-        net.fit(
-            train.X,
-            train.Y,
-            epochs=epochs,
-            lr=lr,
-            batch_size=batch_size,
-            shuffle=True,
-            progress=show_bar,
-            callback=after_epoch,
-        )
+        if args.dask is not None:
+            _train_on_dask(args.dask, net, train, epochs, lr, batch_size, after_epoch)
+        else:
+            net.fit(
+                train.X,
+                train.Y,
+                epochs=epochs,
+                lr=lr,
+                batch_size=batch_size,
+                shuffle=True,
+                progress=show_bar,
+                callback=after_epoch,
+            )
     except KeyboardInterrupt:
         interrupted = True
     except DivergenceError as exc:
@@ -1120,6 +1133,25 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"fastbp: error: {failure}", file=sys.stderr)
         return EXIT_FAILED
     return 0
+
+
+def _train_on_dask(address: str, net: Network, train: Part, epochs, lr, batch_size, callback):
+    """``fastbp train --dask``: the same epochs on a Dask cluster (fastbp.dask.train)."""
+    try:
+        from distributed import Client
+
+        from fastbp import dask as fastbp_dask
+    except ImportError as exc:
+        raise UserError(f"--dask needs Dask: pip install 'fastbp[dask]' ({exc})") from None
+    client = Client(address) if address else None
+    try:
+        fastbp_dask.train(
+            net, train.X, train.Y, epochs=epochs, lr=lr, batch_size=batch_size,
+            shuffle=True, client=client, callback=callback,
+        )  # fmt: skip
+    finally:
+        if client is not None:
+            client.close()
 
 
 def _copy_params(net: Network) -> tuple[list[np.ndarray], list[np.ndarray]]:

@@ -494,7 +494,7 @@ def test_a_type_error_is_a_bug_and_keeps_its_traceback(monkeypatch, capsys):
 TRAIN_OPTIONS = [
     "--dataset", "--data", "--hidden", "--epochs", "--lr", "--batch-size", "--dtype", "--seed",
     "--test-fraction", "--save", "--log-every", "--no-progress", "--resume", "--task", "--scale",
-    "--val-fraction", "--patience", "--plot", "--threads", "--activation",
+    "--val-fraction", "--patience", "--plot", "--threads", "--activation", "--dask",
 ]  # fmt: skip
 PREDICT_OPTIONS = ["--model", "--data", "--out", "--class-only"]
 

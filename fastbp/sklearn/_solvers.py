@@ -50,6 +50,24 @@ def fit_lbfgs(
         else private(sample_weight, dtype, "sample_weight")
     )
     gradient = engine.Gradient(layout, x, yy, sw, float(est.alpha), est.n_threads)
+    threads = compute_threads(layout.sizes, x.shape[0], est.n_threads)
+    return minimize_lbfgs(est, layout, params, gradient, txn, threads)
+
+
+def minimize_lbfgs(
+    est: Any,
+    layout: engine.Layout,
+    params: np.ndarray,
+    gradient: Any,
+    txn: Transaction,
+    threads: Any = None,
+    callback: Any = None,
+) -> bool:
+    """SciPy's L-BFGS-B from ``params`` on ``gradient(packed) -> (J, dJ)`` (any front
+    end's: one block here, a cluster's reduction in :mod:`fastbp.dask`); sets the
+    weights, ``n_iter_`` and ``loss_`` as :func:`fit_lbfgs` says. ``threads``: a context
+    held around the run; ``callback(x_k)`` after each iteration."""
+    dtype = params.dtype
     start = params.astype(np.float64)
     # The last iterate with finite weights: (x, iteration, loss).
     last: list[Any] = [start.copy(), 0, None]
@@ -76,10 +94,12 @@ def fit_lbfgs(
             last[0][:] = x_k
             last[1] = iteration[0]
             last[2] = intermediate_result.fun
+        if callback is not None:
+            callback(x_k)
 
     txn.commit()
     with (
-        compute_threads(layout.sizes, x.shape[0], est.n_threads),
+        threads if threads is not None else contextlib.nullcontext(),
         contextlib.nullcontext() if bar is None else bar,
     ):
         opt_res = scipy.optimize.minimize(
@@ -249,12 +269,47 @@ def fit_stochastic(
     )
     txn.commit()
     opt.astype(dtype)  # weights set by hand in another dtype (after commit: in place)
+
+    def validation_score() -> float:
+        return _validation_score(est, layout, params, x_val, y_val, sw_val)
+
+    return run_epochs(
+        est,
+        layout,
+        params,
+        opt,
+        trainer.run(est.max_iter),
+        n_samples,
+        validation_score if early_stopping else None,
+        incremental,
+    )
+
+
+def run_epochs(
+    est: Any,
+    layout: engine.Layout,
+    params: np.ndarray,
+    opt: optimizers.Optimizer,
+    runs: Any,
+    n_samples: int,
+    validation_score: Any,
+    incremental: bool,
+    n_iter: int = 0,
+) -> bool:
+    """What scikit-learn does between epochs, for any front end's epochs.
+
+    ``runs`` yields (count, losses) after epochs that left ``params`` and ``opt``
+    updated in place (one :meth:`engine.Trainer.run`, or a cluster's rounds);
+    ``validation_score()`` scores ``params`` on the validation rows (None without
+    early stopping); ``n_iter``: epochs already run (a resumed fit). Returns True if
+    the fit left non-finite weights.
+    """
+    early_stopping = validation_score is not None
     good = Checkpoint(est, params, opt)
-    est.n_iter_ = 0
+    est.n_iter_ = n_iter
     est.stopped_ = stopping = False
     # (not for partial_fit: one bar per call of a loop would be a line per call)
     bar = terminal_progress_bar(est.progress and not incremental, est.max_iter)
-    runs = trainer.run(est.max_iter)
     try:
         for _, losses in runs:  # one epoch at a time (per_epoch)
             est._set_params(layout, params)
@@ -264,7 +319,7 @@ def fit_stochastic(
             est.loss_curve_.append(est.loss_)
             if est.verbose:
                 print("Iteration %d, loss = %.8f" % (est.n_iter_, est.loss_))
-            _update_no_improvement_count(est, early_stopping, layout, params, x_val, y_val, sw_val)
+            _update_no_improvement_count(est, validation_score)
             opt.iteration_ends(est.t_)
             stopping = False
             if est._no_improvement_count > est.n_iter_no_change:
@@ -341,23 +396,26 @@ def _show_epoch(bar: Any, est: Any, early_stopping: bool) -> None:
     bar.update(1)
 
 
-def _update_no_improvement_count(
+def _validation_score(
     est: Any,
-    early_stopping: bool,
     layout: engine.Layout,
     params: np.ndarray,
-    x_val: np.ndarray | None,
+    x_val: np.ndarray,
     y_val: Any,
     sample_weight: Any,
-) -> None:
-    if early_stopping:
-        # Inside the trainer's run: its thread limits are in force.
-        outputs = engine.forward(layout, params, x_val, threads_set=True, n_threads=est.n_threads)
-        y_pred = est._output_to_prediction(outputs)
-        if np.issubdtype(y_pred.dtype, np.floating) and not np.isfinite(y_pred).all():
-            val_score = np.nan
-        else:
-            val_score = est._score_function(y_val, y_pred, sample_weight=sample_weight)
+) -> float:
+    """The estimator's score of ``params`` on the validation rows (NaN for non-finite
+    outputs); inside the trainer's run: its thread limits are in force."""
+    outputs = engine.forward(layout, params, x_val, threads_set=True, n_threads=est.n_threads)
+    y_pred = est._output_to_prediction(outputs)
+    if np.issubdtype(y_pred.dtype, np.floating) and not np.isfinite(y_pred).all():
+        return np.nan
+    return est._score_function(y_val, y_pred, sample_weight=sample_weight)
+
+
+def _update_no_improvement_count(est: Any, validation_score: Any) -> None:
+    if validation_score is not None:
+        val_score = validation_score()
         est.validation_scores_.append(val_score)
         if est.verbose:
             print("Validation score: %f" % est.validation_scores_[-1])

@@ -230,6 +230,35 @@ def _prepare(client: Client, X: Any, y: Any, sw: Any, classifier: bool) -> tuple
     return xs, ys, ws, names
 
 
+def _class_weighted(est: Any, client: Client, y: Any, sw: Any) -> Any:
+    """``sample_weight`` times each sample's weight from ``est.class_weight``, as the
+    local fit computes it: 'balanced' from the classes' (weighted) counts, counted on
+    each partition and summed here in partition order (only the counts travel)."""
+    classes = est.classes_
+
+    def counts(labels: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        return np.bincount(
+            np.searchsorted(classes, labels), weights=weights, minlength=classes.size
+        )
+
+    labels = y.to_delayed().ravel()
+    weights = [None] * len(labels) if sw is None else sw.to_delayed().ravel()
+    per_part = [dask.delayed(counts)(a, w) for a, w in zip(labels, weights, strict=True)]
+    total = np.sum(client.gather(client.compute(per_part)), axis=0)
+    # y = the classes, weighed by their counts: compute_class_weight's 'balanced'
+    # weights of the whole y (sum of counts / (n_classes * count)).
+    per_class = est._class_sample_weight(classes, total, incremental=False)
+
+    def weigh(labels: np.ndarray) -> np.ndarray:
+        return per_class[np.searchsorted(classes, labels)]
+
+    factor = y.map_blocks(weigh, dtype=np.float64)
+    if sw is None:
+        return factor
+    # A sample of weight 0 stays 0 (its class's 'balanced' weight may be infinite).
+    return da.where(sw == 0, 0.0, sw * factor)
+
+
 def _partition_futures(client: Client, arrays: list[Any]) -> list[list[Any]]:
     """Persist the arrays; the futures of each one's row partitions, in order."""
     from distributed import futures_of
@@ -780,6 +809,8 @@ class _DaskMixin:
                 )
             binarizer = self._label_binarizer
             n_outputs = binarizer.transform(classes[:1]).shape[1]
+            if self.class_weight is not None:
+                ws = _class_weighted(self, client, ys.ravel(), ws)
         else:
             n_outputs = 1 if ys.ndim == 1 else ys.shape[1]
         if first_pass:

@@ -74,3 +74,25 @@ def rng():
 @pytest.fixture(params=DTYPES, ids=lambda t: np.dtype(t).name)
 def dtype(request):
     return request.param
+
+
+@pytest.fixture(scope="session")
+def dask_client():
+    """A client of one real LocalCluster (two worker processes, one thread each) for
+    the whole session: started once, as it costs seconds."""
+    distributed = pytest.importorskip("distributed")
+    # The workers inherit this process's environment (PYTHONPATH, FASTBP_LOAD_AWARE=0
+    # from above, Numba's cache): they load the kernels compiled before them.
+    env = {k: v for k, v in os.environ.items() if k.startswith(("FASTBP_", "NUMBA_"))}
+    saved = dict(os.environ)  # Dask's nanny sets OMP_NUM_THREADS=1 here too: put it back
+    with (
+        distributed.LocalCluster(
+            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0", env=env
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        os.environ.clear()
+        os.environ.update(saved)
+        yield client
+    os.environ.clear()  # and after a restarted worker (the fault tests)
+    os.environ.update(saved)

@@ -34,27 +34,9 @@ pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceW
 HIDDEN = (5,)
 
 
-@pytest.fixture(scope="module")
-def client():
-    # The workers inherit this process's environment (PYTHONPATH, FASTBP_LOAD_AWARE=0
-    # from conftest, Numba's cache): they load the kernels compiled before them.
-    env = {k: v for k, v in os.environ.items() if k.startswith(("FASTBP_", "NUMBA_"))}
-    saved = dict(os.environ)  # Dask's nanny sets OMP_NUM_THREADS=1 here too: put it back
-    with (
-        LocalCluster(
-            n_workers=2,
-            processes=True,
-            threads_per_worker=1,
-            dashboard_address=":0",
-            env=env,
-        ) as cluster,
-        Client(cluster) as c,
-    ):
-        os.environ.clear()
-        os.environ.update(saved)
-        yield c
-    os.environ.clear()  # and after a restarted worker (the fault tests)
-    os.environ.update(saved)
+@pytest.fixture
+def client(dask_client):
+    return dask_client
 
 
 @pytest.fixture
@@ -121,6 +103,21 @@ def test_lbfgs_equals_local_fit(client, weighted):
     local = ours.to_local()
     assert type(local) is Local
     assert_same_bits(weights_of(local), weights_of(ours))
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_class_weight_equals_local_fit(client, weighted):
+    """class_weight='balanced' counts the classes on the workers (weighted by
+    sample_weight): the local fit's weights, within L-BFGS's 1e-10."""
+    X, y = classification()
+    sw = np.random.default_rng(4).integers(1, 4, len(y)).astype(float) if weighted else None
+    kw = dict(hidden_layer_sizes=HIDDEN, solver="lbfgs", max_iter=20, random_state=0)
+    kw["class_weight"] = "balanced"
+    ours = fd.DaskMLPClassifier(client=client, **kw).fit(X, y, sample_weight=sw)
+    want = fastbp.MLPClassifier(**kw).fit(X, y, sample_weight=sw)
+    unweighted = fastbp.MLPClassifier(**{**kw, "class_weight": None}).fit(X, y, sw)
+    assert max_rel(weights_of(ours), weights_of(want)) <= 1e-10
+    assert max_rel(weights_of(unweighted), weights_of(want)) > 1e-3  # the weights count
 
 
 def test_full_batch_train_equals_network_fit(client):

@@ -859,3 +859,76 @@ def adam_update(param, grad, m, v, lr, beta_1, beta_2, epsilon, threads=None):
         _adam_parallel(param, grad, m, v, lr, beta_1, beta_2, epsilon)
     else:
         _adam_serial(param, grad, m, v, lr, beta_1, beta_2, epsilon)
+
+
+# -- dropout ---------------------------------------------------------------------
+# Inverted dropout draws its masks from a counter-based generator: element k of a
+# draw is ``mix64(key + (counter + k) * GOLDEN)``, the output function of Java's
+# SplittableRandom (splitmix64) at position counter + k of its sequence. No state
+# but a counter, so a mask costs no allocation, each element is independent of the
+# others (the loop vectorises), and the same key and counter give the same mask.
+
+DROPOUT_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+DROPOUT_MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
+DROPOUT_MIX_2 = np.uint64(0x94D049BB133111EB)
+#: A draw keeps its unit when its top 53 bits are >= the layer's threshold
+#: ``round(rate * 2**53)`` (:func:`dropout_threshold`).
+DROPOUT_BITS = 53
+
+
+def dropout_threshold(rate: float) -> int:
+    """The integer threshold of :func:`dropout_forward` for a dropout ``rate`` in [0, 1)."""
+    return round(rate * 2.0**DROPOUT_BITS)
+
+
+@jit_inline
+def _mix64(z):
+    z = (z ^ (z >> np.uint64(30))) * DROPOUT_MIX_1
+    z = (z ^ (z >> np.uint64(27))) * DROPOUT_MIX_2
+    return z ^ (z >> np.uint64(31))
+
+
+@jit
+def dropout_forward(a, before, mask, state, threshold, scale):
+    """Inverted dropout of one layer's activations a (m, n), in place, with a fresh mask.
+
+    a, before, mask (m, n) C-contiguous, one float dtype; state (2,) uint64 (key,
+    counter); threshold uint64 (see :func:`dropout_threshold`); scale
+    ``1 / (1 - rate)`` (float, rounded to a's dtype). Element k of the block (row
+    major) is kept when ``mix64(key + (counter + k) * GOLDEN) >> 11 >= threshold``:
+    then ``mask = scale`` and ``a *= scale``, else both become 0. ``before`` gets a
+    as it was. Advances the counter by m * n. Mutates a, before, mask and state[1].
+    """
+    dst = _views.flat(a)
+    kept = _views.flat(before)
+    keep = _views.flat(mask)
+    key = state[0]
+    base = state[1]
+    s = as_dtype_of(scale, a)
+    zero = as_dtype_of(0.0, a)
+    shift = np.uint64(64 - DROPOUT_BITS)
+    for k in range(dst.size):
+        u = _mix64(key + (base + np.uint64(k)) * DROPOUT_GOLDEN)
+        v = dst[k]
+        kept[k] = v
+        if (u >> shift) >= threshold:
+            keep[k] = s
+            dst[k] = v * s
+        else:
+            keep[k] = zero
+            dst[k] = zero
+    state[1] = base + np.uint64(dst.size)
+
+
+@jit
+def dropout_backward(delta, mask, a, before):
+    """Undo :func:`dropout_forward` for the backward pass: ``delta *= mask`` (dJ/da
+    from dJ/d(dropped a)) and ``a[:] = before``. All (m, n) C-contiguous. Mutates
+    delta and a."""
+    d = _views.flat(delta)
+    keep = _views.flat(mask)
+    dst = _views.flat(a)
+    src = _views.flat(before)
+    for k in range(d.size):
+        d[k] *= keep[k]
+        dst[k] = src[k]

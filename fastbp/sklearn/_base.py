@@ -23,6 +23,7 @@ from fastbp._validation import all_finite
 from fastbp.engine.init import glorot_uniform
 from fastbp.sklearn._checks import (
     check_architecture,
+    check_dropout,
     check_hidden_layer_sizes,
     check_parameter_count,
     validate,
@@ -58,6 +59,9 @@ class _BaseMLP(BaseEstimator):
         # fastbp's own: threads for this estimator's fits and predictions (None:
         # fastbp's budget, fastbp.thread_info()).
         "n_threads": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        # fastbp's own: dropout on the hidden layers (one rate, or one per layer,
+        # checked against the layers in fit: fastbp.engine.dropout.check_rates).
+        "dropout": [Interval(numbers.Real, 0, 1, closed="left"), "array-like"],
     }
     _parameter_constraints.pop("loss")
 
@@ -88,6 +92,7 @@ class _BaseMLP(BaseEstimator):
         n_iter_no_change: Any,
         max_fun: int,
         n_threads: int | None,
+        dropout: Any = 0.0,
     ) -> None:
         self.activation = activation
         self.solver = solver
@@ -114,6 +119,7 @@ class _BaseMLP(BaseEstimator):
         self.n_iter_no_change = n_iter_no_change
         self.max_fun = max_fun
         self.n_threads = n_threads
+        self.dropout = dropout
 
     def _validate_params(self) -> None:
         super()._validate_params()
@@ -178,6 +184,7 @@ class _BaseMLP(BaseEstimator):
             with Transaction(self) as txn:
                 return self._fit(X, y, sample_weight, incremental, txn)
         hidden_layer_sizes = check_hidden_layer_sizes(self.hidden_layer_sizes)
+        check_dropout(self, len(hidden_layer_sizes))
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         X, y = self._validate_input(X, y, incremental, reset=first_pass)
         n_features = X.shape[1]

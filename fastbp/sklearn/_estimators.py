@@ -63,6 +63,14 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Threads for this estimator's fits and predictions (fastbp's own; an
         explicit count wins over every limit). None: fastbp's thread budget, the
         CPUs the process may use (:func:`fastbp.thread_info` says how many, and why).
+    dropout : float in [0, 1) or sequence of floats, default=0.0
+        fastbp's own: inverted dropout on the hidden layers while training with
+        'sgd' or 'adam' (refused with 'lbfgs'): each hidden unit of each sample of
+        a batch is dropped with probability ``dropout`` (or its layer's entry of a
+        sequence of one rate per hidden layer), the kept ones scaled by
+        ``1 / (1 - rate)``; prediction drops nothing. The masks come from a
+        generator seeded by one draw from ``random_state``, so fits repeat bit for
+        bit. 0 trains exactly as without it (and draws nothing).
 
     Attributes
     ----------
@@ -103,6 +111,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         n_iter_no_change: Any = 10,
         max_fun: int = 15000,
         n_threads: int | None = None,
+        dropout: Any = 0.0,
     ) -> None:
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes,
@@ -130,6 +139,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             n_iter_no_change=n_iter_no_change,
             max_fun=max_fun,
             n_threads=n_threads,
+            dropout=dropout,
         )
 
     def _validate_input(self, X: Any, y: Any, incremental: bool, reset: bool) -> tuple:
@@ -277,7 +287,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate,
     learning_rate_init, power_t, max_iter, shuffle, random_state, tol, verbose,
     warm_start, momentum, nesterovs_momentum, early_stopping, validation_fraction,
-    beta_1, beta_2, epsilon, n_iter_no_change, max_fun, n_threads
+    beta_1, beta_2, epsilon, n_iter_no_change, max_fun, n_threads, dropout
         As in :class:`MLPClassifier` (and scikit-learn).
 
     Attributes
@@ -288,7 +298,10 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         As in scikit-learn; weights in the dtype of the training data.
     """
 
-    _parameter_constraints: ClassVar[dict] = dict(_skl_nn.MLPRegressor._parameter_constraints)
+    _parameter_constraints: ClassVar[dict] = {
+        **_skl_nn.MLPRegressor._parameter_constraints,
+        "dropout": _BaseMLP._parameter_constraints["dropout"],
+    }
 
     def __init__(
         self,
@@ -318,6 +331,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         n_iter_no_change: Any = 10,
         max_fun: int = 15000,
         n_threads: int | None = None,
+        dropout: Any = 0.0,
     ) -> None:
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes,
@@ -345,6 +359,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             n_iter_no_change=n_iter_no_change,
             max_fun=max_fun,
             n_threads=n_threads,
+            dropout=dropout,
         )
 
     def _validate_input(self, X: Any, y: Any, incremental: bool, reset: bool) -> tuple:

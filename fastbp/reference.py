@@ -363,13 +363,13 @@ def dropout_forward(
         z = state[0] + (state[1] + k) * DROPOUT_GOLDEN
         z = (z ^ (z >> np.uint64(30))) * DROPOUT_MIX_1
         z = (z ^ (z >> np.uint64(27))) * DROPOUT_MIX_2
+        state[1:] += np.uint64(a.size)
     z ^= z >> np.uint64(31)
     keep = (z >> np.uint64(64 - DROPOUT_BITS)) >= np.uint64(threshold)
     s = a.dtype.type(scale)
     before[...] = a
     mask[...] = np.where(keep, s, a.dtype.type(0))
     a[...] = np.where(keep, a * s, a.dtype.type(0))
-    state[1] += np.uint64(a.size)
 
 
 def dropout_backward(

@@ -91,8 +91,9 @@ class Dropout(NamedTuple):
 
     threshold (L - 1,) uint64: hidden layer l's ``kernels.dropout_threshold`` (0:
     not dropped); scale (L - 1,) float64: ``1 / (1 - rate_l)``; state (2,) uint64:
-    the generator's key and counter (advanced by every mask drawn); mask, before
-    (capacity * n_units,) in the params' dtype, laid out as ``acts``: each hidden
+    the generator's key and step counter (advanced by every forward pass); rows
+    (capacity,) uint64: the batch's row keys (``kernels.dropout_rows``); mask,
+    before (capacity * n_units,) in the params' dtype, laid out as ``acts``: each hidden
     layer's last mask, and its activations before dropout. Between the forward
     pass and the backward pass, a hidden layer's slot of ``acts`` holds its dropped
     activations (what the layer above reads); the backward pass puts back the
@@ -102,6 +103,7 @@ class Dropout(NamedTuple):
     threshold: np.ndarray
     scale: np.ndarray
     state: np.ndarray
+    rows: np.ndarray
     mask: np.ndarray
     before: np.ndarray
 
@@ -288,6 +290,17 @@ def _update_impl(opt, params, grads, threads):
     return lambda opt, params, grads, threads: None
 
 
+def _dropout_rows(dropout, x):
+    """Start a forward pass on input rows x: this step's row keys (with dropout)."""
+
+
+@mode_switch(_dropout_rows)
+def _dropout_rows_impl(dropout, x):
+    if dropout is types.none:
+        return lambda dropout, x: None
+    return lambda dropout, x: kernels.dropout_rows(x, dropout.rows, dropout.state)
+
+
 def _dropout_forward(dropout, a, offset, layer):
     """Apply a fresh mask to hidden layer ``layer``'s activations ``a`` (m, n), in
     place (at ``offset`` in ``acts``), keeping them as they were in ``dropout.before``;
@@ -306,7 +319,8 @@ def _dropout_forward_impl(dropout, a, offset, layer):
                 a,
                 _views.block(dropout.before, offset, m, n),
                 _views.block(dropout.mask, offset, m, n),
-                dropout.state,
+                dropout.rows,
+                layer,
                 dropout.threshold[layer],
                 dropout.scale[layer],
             )
@@ -363,6 +377,7 @@ def forward_pass(x, net, params, acts, objective, threads, dropout):
     b = _views.vector(params, b_off[0], sizes[1])
     out = _views.block(acts, a_off[0], m, sizes[1])
     kernels.dense_forward(x, w, b, out, net.activations[0], threads)
+    _dropout_rows(dropout, x)
     for layer in range(1, sizes.size - 1):
         w = _views.block(params, w_off[layer], sizes[layer], sizes[layer + 1])
         b = _views.vector(params, b_off[layer], sizes[layer + 1])

@@ -48,6 +48,7 @@ from typing import NamedTuple, TypeVar
 import numba
 import numpy as np
 from numba import prange
+from numba.cpython.unsafe.numbers import viewer
 from numba.extending import overload
 
 from fastbp import _views
@@ -862,11 +863,14 @@ def adam_update(param, grad, m, v, lr, beta_1, beta_2, epsilon, threads=None):
 
 
 # -- dropout ---------------------------------------------------------------------
-# Inverted dropout draws its masks from a counter-based generator: element k of a
-# draw is ``mix64(key + (counter + k) * GOLDEN)``, the output function of Java's
-# SplittableRandom (splitmix64) at position counter + k of its sequence. No state
-# but a counter, so a mask costs no allocation, each element is independent of the
-# others (the loop vectorises), and the same key and counter give the same mask.
+# Inverted dropout draws its masks from a counter-based generator (splitmix64's
+# output function ``mix64``, as Java's SplittableRandom): a unit's draw is a hash
+# of the generator's key, the step, the row's input values and the unit, so a mask
+# costs no allocation and no state but a step counter, the loops vectorise, and the
+# same key and step give the same masks. Keyed by the row's values rather than its
+# position, identical rows in a batch get the same masks, so a fit with integer
+# sample weights is the fit on rows repeated as often, with dropout too (as
+# scikit-learn's estimator checks require), whatever the order of the rows.
 
 DROPOUT_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 DROPOUT_MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -888,36 +892,60 @@ def _mix64(z):
     return z ^ (z >> np.uint64(31))
 
 
-@jit
-def dropout_forward(a, before, mask, state, threshold, scale):
-    """Inverted dropout of one layer's activations a (m, n), in place, with a fresh mask.
+@jit_inline
+def _float_bits(v):
+    """The bits of v as a float64 (float32 values too: the same keys in either dtype)."""
+    return viewer(np.float64(v), numba.types.uint64)
 
-    a, before, mask (m, n) C-contiguous, one float dtype; state (2,) uint64 (key,
-    counter); threshold uint64 (see :func:`dropout_threshold`); scale
-    ``1 / (1 - rate)`` (float, rounded to a's dtype). Element k of the block (row
-    major) is kept when ``mix64(key + (counter + k) * GOLDEN) >> 11 >= threshold``:
-    then ``mask = scale`` and ``a *= scale``, else both become 0. ``before`` gets a
-    as it was. Advances the counter by m * n. Mutates a, before, mask and state[1].
+
+@jit
+def dropout_rows(x, rows, state):
+    """Each row's key for this step's masks, and the step counted.
+
+    x (m, n_0) the batch's input rows (C-contiguous); rows (>= m,) uint64; state
+    (2,) uint64 (key, step). ``rows[i] = mix64(sum_k mix64(bits(x[i, k]) + (k + 1)
+    * GOLDEN) ^ mix64(key + step * GOLDEN))`` (sums modulo 2**64; bits: of the value
+    as a float64, so that float32 and float64 rows of equal values get equal keys),
+    then step += 1. Mutates rows[:m] and state[1].
     """
-    dst = _views.flat(a)
-    kept = _views.flat(before)
-    keep = _views.flat(mask)
-    key = state[0]
-    base = state[1]
+    m, n = x.shape
+    step = _mix64(state[0] + state[1] * DROPOUT_GOLDEN)
+    for i in range(m):
+        h = np.uint64(0)
+        for k in range(n):
+            h += _mix64(_float_bits(x[i, k]) + np.uint64(k + 1) * DROPOUT_GOLDEN)
+        rows[i] = _mix64(h ^ step)
+    state[1] = state[1] + np.uint64(1)
+
+
+@jit
+def dropout_forward(a, before, mask, rows, layer, threshold, scale):
+    """Inverted dropout of hidden layer ``layer``'s activations a (m, n), in place.
+
+    a, before, mask (m, n) C-contiguous, one float dtype; rows (>= m,) uint64 the
+    rows' keys (:func:`dropout_rows`); threshold uint64 (see
+    :func:`dropout_threshold`); scale ``1 / (1 - rate)`` (rounded to a's dtype).
+    Unit j of row i is kept when ``mix64(rows[i] + (layer * 2**32 + j + 1) *
+    GOLDEN) >> 11 >= threshold``: then ``mask = scale`` and ``a *= scale``, else
+    both become 0. ``before`` gets a as it was. Mutates a, before and mask.
+    """
+    m, n = a.shape
     s = as_dtype_of(scale, a)
     zero = as_dtype_of(0.0, a)
     shift = np.uint64(64 - DROPOUT_BITS)
-    for k in range(dst.size):
-        u = _mix64(key + (base + np.uint64(k)) * DROPOUT_GOLDEN)
-        v = dst[k]
-        kept[k] = v
-        if (u >> shift) >= threshold:
-            keep[k] = s
-            dst[k] = v * s
-        else:
-            keep[k] = zero
-            dst[k] = zero
-    state[1] = base + np.uint64(dst.size)
+    salt = np.uint64(layer) << np.uint64(32)
+    for i in range(m):
+        base = rows[i] + salt * DROPOUT_GOLDEN
+        for j in range(n):
+            u = _mix64(base + np.uint64(j + 1) * DROPOUT_GOLDEN)
+            v = a[i, j]
+            before[i, j] = v
+            if (u >> shift) >= threshold:
+                mask[i, j] = s
+                a[i, j] = v * s
+            else:
+                mask[i, j] = zero
+                a[i, j] = zero
 
 
 @jit

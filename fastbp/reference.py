@@ -348,23 +348,40 @@ def adam_update(
 # -- dropout -------------------------------------------------------------------------
 
 
+def _mix64(z: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(30))) * DROPOUT_MIX_1
+        z = (z ^ (z >> np.uint64(27))) * DROPOUT_MIX_2
+    return z ^ (z >> np.uint64(31))
+
+
+def dropout_rows(x: np.ndarray, rows: np.ndarray, state: np.ndarray) -> None:
+    """:func:`fastbp.kernels.dropout_rows` in NumPy's uint64 arithmetic (which wraps as
+    the compiled code's does): the same row keys, the step counted."""
+    m, n = x.shape
+    bits = x.astype(np.float64).view(np.uint64)
+    with np.errstate(over="ignore"):
+        k = np.arange(1, n + 1, dtype=np.uint64) * DROPOUT_GOLDEN
+        h = _mix64(bits + k).sum(axis=1, dtype=np.uint64)
+        step = _mix64(np.uint64(state[0]) + np.uint64(state[1]) * DROPOUT_GOLDEN)
+        rows[:m] = _mix64(h ^ step)
+        state[1:] += np.uint64(1)
+
+
 def dropout_forward(
     a: np.ndarray,
     before: np.ndarray,
     mask: np.ndarray,
-    state: np.ndarray,
+    rows: np.ndarray,
+    layer: int,
     threshold: int,
     scale: float,
 ) -> None:
-    """The draws of :func:`fastbp.kernels.dropout_forward`, in NumPy's uint64 arithmetic
-    (which wraps as the compiled code's does): the same a, before, mask and counter."""
-    k = np.arange(a.size, dtype=np.uint64).reshape(a.shape)
+    """:func:`fastbp.kernels.dropout_forward`'s draws in NumPy: the same a, before, mask."""
+    m, n = a.shape
     with np.errstate(over="ignore"):
-        z = state[0] + (state[1] + k) * DROPOUT_GOLDEN
-        z = (z ^ (z >> np.uint64(30))) * DROPOUT_MIX_1
-        z = (z ^ (z >> np.uint64(27))) * DROPOUT_MIX_2
-        state[1:] += np.uint64(a.size)
-    z ^= z >> np.uint64(31)
+        base = rows[:m, None] + (np.uint64(layer) << np.uint64(32)) * DROPOUT_GOLDEN
+        z = _mix64(base + np.arange(1, n + 1, dtype=np.uint64) * DROPOUT_GOLDEN)
     keep = (z >> np.uint64(64 - DROPOUT_BITS)) >= np.uint64(threshold)
     s = a.dtype.type(scale)
     before[...] = a

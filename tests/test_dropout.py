@@ -36,35 +36,49 @@ def _dropout_bundle(layout, capacity, dtype, rates, key=12345):
 @pytest.mark.parametrize("shape", [(1, 1), (3, 5), (7, 64)])
 @pytest.mark.parametrize("rate", [0.0, 0.2, 0.5, 0.9])
 def test_mask_equals_the_reference_draws(shape, rate, dtype, rng):
+    x = rng.standard_normal((shape[0], 4)).astype(dtype)
+    x[0, 0] = -0.0  # its own bits
     a = rng.standard_normal(shape).astype(dtype)
     threshold = kernels.dropout_threshold(rate)
     scale = 1.0 / (1.0 - rate)
-    state = np.array([2**63 + 12345, 2**64 - 3], dtype=np.uint64)  # the counter wraps
-    got = [a.copy(), np.empty_like(a), np.empty_like(a), state.copy()]
-    want = [a.copy(), np.empty_like(a), np.empty_like(a), state.copy()]
-    kernels.dropout_forward(*got[:4], np.uint64(threshold), scale)
-    reference.dropout_forward(*want[:4], threshold, scale)
-    for g, w in zip(got, want, strict=True):
-        assert g.dtype == w.dtype
-        assert g.tobytes() == w.tobytes()
-    dropped_a, before, mask, after = got
+    state = np.array([2**63 + 12345, 2**64 - 1], dtype=np.uint64)  # the step wraps
+    outcomes = []
+    for module in (kernels, reference):
+        rows, st = np.empty(shape[0] + 2, dtype=np.uint64), state.copy()
+        module.dropout_rows(x, rows, st)
+        out = [a.copy(), np.empty_like(a), np.empty_like(a)]
+        module.dropout_forward(*out, rows, 3, np.uint64(threshold), scale)
+        outcomes.append([rows[: shape[0]], st, *out])
+    for got, want in zip(*outcomes, strict=True):
+        assert got.dtype == want.dtype
+        assert got.tobytes() == want.tobytes()
+    _, after, dropped_a, before, mask = outcomes[0]
+    assert int(after[1]) == 0  # one step counted (modulo 2**64)
     assert before.tobytes() == a.tobytes()
     assert set(np.unique(mask)) <= {dtype(0), dtype(scale)}
     assert dropped_a.tobytes() == np.where(mask > 0, a * dtype(scale), dtype(0)).tobytes()
-    assert int(after[1]) == (int(state[1]) + a.size) % 2**64
+    if rate == 0:
+        assert (mask == dtype(scale)).all()
 
 
-def test_mask_statistics():
-    """Each unit is dropped with probability p, independently of its row, its column
-    and of the previous draw."""
-    a = np.ones((400, 500))
+def _draw(x, a, rate, state, layer=0):
+    """The mask of one hidden layer for rows x (a kernels call on a copy of a)."""
+    rows = np.empty(x.shape[0], dtype=np.uint64)
+    kernels.dropout_rows(x, rows, state)
     mask = np.empty_like(a)
+    threshold = np.uint64(kernels.dropout_threshold(rate))
+    kernels.dropout_forward(a.copy(), np.empty_like(a), mask, rows, layer, threshold, 2.0)
+    return mask == 0
+
+
+def test_mask_statistics(rng):
+    """Each unit is dropped with probability p, independently of its row, its column,
+    its layer and of the previous step."""
+    x = rng.standard_normal((400, 3))
+    a = np.ones((400, 500))
     state = np.array([7, 0], dtype=np.uint64)
     for p in (0.1, 0.5, 0.8):
-        kernels.dropout_forward(
-            a.copy(), np.empty_like(a), mask, state, np.uint64(kernels.dropout_threshold(p)), 2.0
-        )
-        dropped = mask == 0
+        dropped = _draw(x, a, p, state)
         n = dropped.size
         assert abs(dropped.mean() - p) < 5 * np.sqrt(p * (1 - p) / n)
         # Per row and per column: within 6 standard deviations everywhere.
@@ -75,12 +89,29 @@ def test_mask_statistics():
         flat = dropped.ravel()
         both = (flat[:-1] & flat[1:]).mean()
         assert abs(both - p * p) < 5 * np.sqrt(p * p * (1 - p * p) / n)
-    previous = mask.copy()
-    kernels.dropout_forward(
-        a.copy(), np.empty_like(a), mask, state, np.uint64(kernels.dropout_threshold(0.8)), 2.0
-    )
-    agree = ((mask == 0) == (previous == 0)).mean()
-    assert abs(agree - (0.8**2 + 0.2**2)) < 0.01  # a new mask, not the same one
+    # Another step, another layer: new masks (agreeing as independent ones would).
+    p = 0.5
+    first = _draw(x, a, p, np.array([7, 0], dtype=np.uint64))
+    for other in (
+        _draw(x, a, p, np.array([7, 1], dtype=np.uint64)),
+        _draw(x, a, p, np.array([7, 0], dtype=np.uint64), layer=1),
+        _draw(x, a, p, np.array([8, 0], dtype=np.uint64)),
+    ):
+        assert abs((first == other).mean() - 0.5) < 0.01
+
+
+def test_identical_rows_draw_identical_masks(rng):
+    """A row's masks depend on its values, not its position: repeating a row is giving
+    it a sample weight (scikit-learn's check_sample_weight_equivalence)."""
+    x = rng.standard_normal((5, 4))
+    x[3] = x[1]
+    a = np.ones((5, 50))
+    state = np.array([1, 0], dtype=np.uint64)
+    dropped = _draw(x, a, 0.5, state.copy())
+    assert (dropped[3] == dropped[1]).all()
+    assert (dropped[2] != dropped[1]).any()
+    reordered = _draw(x[::-1], a, 0.5, state.copy())
+    assert (reordered[::-1] == dropped).all()
 
 
 # -- the gradient through a fixed mask ------------------------------------------------------
@@ -120,9 +151,7 @@ def test_gradient_with_fixed_mask_equals_reference(case, dtype, rng, assert_clos
     bufs = _loop.Buffers(params, np.zeros_like(params), acts, np.empty_like(acts), bundle)
     value = _loop.loss_grad(x, y, np.empty(0, dtype), layout.net(m), bufs, None, None)
     masks = _masks_of(bundle, layout, m)
-    assert int(bundle.state[1]) == sum(
-        m * sizes[i + 1] for i, r in enumerate(rates) if r > 0
-    )  # one draw per dropped unit and row
+    assert int(bundle.state[1]) == 1  # one step
     weights, biases = layout.views(params)
     dws, dbs = reference.gradients(x, y, weights, biases, masks)
     got_w, got_b = layout.views(bufs.grads)
@@ -188,6 +217,9 @@ def test_gradient_with_fixed_mask_equals_finite_differences(case, dtype, rng):
     else:
         y = rng.uniform(size=(m, sizes[-1]))
     sw = rng.uniform(0.5, 2.0, m) if weighted else np.empty(0)
+    # Inputs and point representable in dtype: the float64 loss is at the same point,
+    # with the same masks (a row's masks depend on its values as float64).
+    x, y, sw = (a.astype(dtype).astype(np.float64) for a in (x, y, sw))
     params = (rng.standard_normal(layout.n_params) * 0.7).astype(dtype).astype(np.float64)
     objective = None if code is None else _loop.Objective(code, 0.01)
 
@@ -242,24 +274,21 @@ def test_loop_equals_reference_training(batch, dtype, rng, assert_close):
     trainer = engine.Trainer(layout, params, x, y, np.empty(0, dtype), batch, opt, dropout=dropout)
     losses = [loss for _, epoch in trainer.run(2) for loss in epoch]
     state = np.array([99, 0], dtype=np.uint64)
+    rows = np.empty(batch, dtype=np.uint64)
     want_losses = []
     for _ in range(2):
         total = 0.0
         for start in range(0, n, batch):
             xb, yb = x[start : start + batch], y[start : start + batch]
+            reference.dropout_rows(xb, rows, state)
             masks, inputs = [], xb
-            for layer in range(len(sizes) - 2):  # draws in the loop's order
-                a = reference.forward(inputs, weights[layer : layer + 1], biases[layer : layer + 1])
-                a = a[0]
+            for layer in range(len(sizes) - 2):
+                w, b = weights[layer : layer + 1], biases[layer : layer + 1]
+                a = reference.forward(inputs, w, b)[0]
                 mask = np.empty_like(a)
-                reference.dropout_forward(
-                    a,
-                    np.empty_like(a),
-                    mask,
-                    state,
-                    kernels.dropout_threshold(rates[layer]),
-                    1 / (1 - rates[layer]),
-                )
+                threshold = kernels.dropout_threshold(rates[layer])
+                scale = 1 / (1 - rates[layer])
+                reference.dropout_forward(a, np.empty_like(a), mask, rows, layer, threshold, scale)
                 masks.append(mask)
                 inputs = a
             dws, dbs = reference.gradients(xb, yb, weights, biases, masks)
@@ -371,7 +400,7 @@ def test_partial_fit_draws_new_masks():
     est.partial_fit(x, y)
     generator = est._dropout
     after_one = int(generator.state[1])
-    assert after_one == 40 * 8  # one draw per row and hidden unit
+    assert after_one == 4  # one step per batch
     est.partial_fit(x, y)
     assert est._dropout is generator
     assert int(generator.state[1]) == 2 * after_one

@@ -4,9 +4,11 @@ Inverted dropout: while training, each hidden unit of each row of a batch is
 dropped (set to 0) with its layer's probability p, and the kept units are scaled
 by ``1 / (1 - p)``, so that prediction (which drops nothing) needs no rescaling.
 The masks are drawn inside the compiled loop (:func:`fastbp.kernels.dropout_forward`)
-from a counter-based generator: a 64-bit key, drawn once from the front end's
-seeded generator, and a counter that every drawn mask advances. So a fit repeats
-bit for bit given the same key, and no mask costs an allocation.
+from a counter-based generator: a hash of a 64-bit key (drawn once from the front
+end's seeded generator), the step (a counter that every step advances), the row's
+input values and the unit. So a fit repeats bit for bit given the same key, no
+mask costs an allocation, and a row of sample weight k draws the masks of k
+copies of that row.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ class Dropout:
     rates : ndarray (n_hidden,) float64
         Each hidden layer's rate, in [0, 1) (see :func:`check_rates`).
     key : int
-        The generator's key, in [0, 2**64). The counter starts at 0 and keeps
+        The generator's key, in [0, 2**64). The step counter starts at 0 and keeps
         counting across every :class:`~fastbp.engine.Trainer` given this object,
         so a fit continued in several calls (``partial_fit``) draws new masks.
     """
@@ -94,4 +96,5 @@ class Dropout:
         threshold = np.array([kernels.dropout_threshold(r) for r in self.rates], dtype=np.uint64)
         scale = 1.0 / (1.0 - self.rates)
         mask = np.empty(capacity * layout.n_units, dtype=dtype)
-        return _loop.Dropout(threshold, scale, self.state, mask, np.empty_like(mask))
+        rows = np.empty(capacity, dtype=np.uint64)
+        return _loop.Dropout(threshold, scale, self.state, rows, mask, np.empty_like(mask))

@@ -5,10 +5,10 @@ Numba compiles on first use and keeps the machine code in its on-disk cache;
 (``RUN fastbp compile`` in a Dockerfile), so that no fit pays the first-run
 compile. The variants are the combinations that change the compiled types: the
 dtype (float32, float64); fastbp.Network (fused SGD, C-ordered or strided X) and
-the estimators (Momentum and Adam steps, L-BFGS's loss and gradient, every
-output); prediction; and reproducible mode's threaded kernels. Each is reached
-by running a tiny fit through the public API, so that what is compiled is
-exactly what a fit runs.
+the estimators (Momentum and Adam steps, with and without dropout, L-BFGS's
+loss and gradient, every output); prediction; and reproducible mode's threaded
+kernels. Each is reached by running a tiny fit through the public API, so that
+what is compiled is exactly what a fit runs.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def _network_threaded(dtype: type) -> None:
         set_reproducible(before)
 
 
-def _estimators(dtype: type, solver: str) -> None:
+def _estimators(dtype: type, solver: str, dropout: float = 0.0) -> None:
     from fastbp import MLPClassifier, MLPRegressor
 
     rng = np.random.default_rng(0)
@@ -68,6 +68,8 @@ def _estimators(dtype: type, solver: str) -> None:
             for y in ys:
                 loss = "poisson" if cls is MLPRegressor and y.ndim == 2 else None
                 params = {"loss": loss} if loss else {}
+                if dropout:
+                    params["dropout"] = dropout
                 est = cls(
                     hidden_layer_sizes=(4,), solver=solver, max_iter=2, random_state=0, **params
                 )
@@ -92,6 +94,13 @@ def variants(
         for solver in ("adam", "sgd", "lbfgs"):
             tasks.append(
                 (f"estimators {name}, {solver}", lambda d=dtype, s=solver: _estimators(d, s))
+            )
+        for solver in ("adam", "sgd"):  # dropout: its own variant of the loop
+            tasks.append(
+                (
+                    f"estimators {name}, {solver}, dropout",
+                    lambda d=dtype, s=solver: _estimators(d, s, 0.2),
+                )
             )
     return tasks
 

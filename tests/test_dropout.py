@@ -527,3 +527,48 @@ def test_dropout_step_allocates_nothing():
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["nrt_500"] == out["nrt_1"]
+
+
+# -- fastbp.Network ------------------------------------------------------------------------------
+
+
+def _network_fit(dropout, seed=0, dtype=np.float64):
+    from fastbp import Network
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((13, 3)).astype(dtype)
+    y = rng.uniform(size=(13, 2)).astype(dtype)
+    net = Network([3, 6, 5, 2], dtype=dtype, seed=seed)
+    params = {} if dropout is None else {"dropout": dropout}
+    history = net.fit(x, y, epochs=4, lr=0.5, batch_size=5, shuffle=True, **params)
+    return net, history
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_network_fit_with_dropout(dtype):
+    """Network.fit(dropout=...): 0 is the fit without it (the same generator draws
+    too); a rate repeats bit for bit with the same seed and changes the fit."""
+
+    def outcome(net, history):
+        return net._params.tobytes(), history.loss.tobytes(), net._rng.bit_generator.state
+
+    without = outcome(*_network_fit(None, dtype=dtype))
+    assert outcome(*_network_fit(0.0, dtype=dtype)) == without
+    assert outcome(*_network_fit([0, 0], dtype=dtype)) == without
+    dropped = outcome(*_network_fit(0.3, dtype=dtype))
+    assert outcome(*_network_fit(0.3, dtype=dtype)) == dropped
+    assert dropped[0] != without[0]
+    assert outcome(*_network_fit(0.3, seed=1, dtype=dtype))[0] != dropped[0]
+
+
+@pytest.mark.parametrize("case", [c for c in BAD_DROPOUT if c != "with-lbfgs"])
+def test_network_bad_dropout_is_rejected_and_changes_nothing(case):
+    from fastbp import Network
+
+    net = Network([3, 6, 5, 2], seed=0)
+    x, y = np.ones((4, 3)), np.zeros((4, 2))
+    params, state = net._params.tobytes(), net._rng.bit_generator.state
+    with pytest.raises((ValueError, TypeError), match="dropout"):
+        net.fit(x, y, epochs=1, dropout=BAD_DROPOUT[case][0])
+    assert net._params.tobytes() == params
+    assert net._rng.bit_generator.state == state

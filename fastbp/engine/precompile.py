@@ -5,11 +5,10 @@ Numba compiles on first use and keeps the machine code in its on-disk cache;
 (``RUN fastbp compile`` in a Dockerfile), so that no fit pays the first-run
 compile. The variants are the combinations that change the compiled types: the
 dtype (float32, float64); fastbp.Network (fused SGD, C-ordered or strided X,
-dropout) and
-the estimators (Momentum and Adam steps, with and without dropout, L-BFGS's
-loss and gradient, every output); prediction; and reproducible mode's threaded
-kernels. Each is reached by running a tiny fit through the public API, so that
-what is compiled is exactly what a fit runs.
+dropout) and the estimators (Momentum and Adam steps, with and without dropout,
+L-BFGS's loss and gradient, every output); prediction; and reproducible mode's
+threaded kernels. Each is reached by running a tiny fit through the public API,
+so that what is compiled is exactly what a fit runs.
 """
 
 from __future__ import annotations

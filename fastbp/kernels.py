@@ -904,16 +904,19 @@ def dropout_rows(x, rows, state):
 
     x (m, n_0) the batch's input rows (C-contiguous); rows (>= m,) uint64; state
     (2,) uint64 (key, step). ``rows[i] = mix64(sum_k mix64(bits(x[i, k]) + (k + 1)
-    * GOLDEN) ^ mix64(key + step * GOLDEN))`` (sums modulo 2**64; bits: of the value
-    as a float64, so that float32 and float64 rows of equal values get equal keys),
-    then step += 1. Mutates rows[:m] and state[1].
+    * GOLDEN) ^ mix64(key + step * GOLDEN))``, the sum modulo 2**64 and over the
+    nonzero entries only (a sparse row's stored values give the same key), bits
+    those of the value as a float64 (float32 and float64 rows of equal values get
+    equal keys); then step += 1. Mutates rows[:m] and state[1].
     """
     m, n = x.shape
     step = _mix64(state[0] + state[1] * DROPOUT_GOLDEN)
     for i in range(m):
         h = np.uint64(0)
         for k in range(n):
-            h += _mix64(_float_bits(x[i, k]) + np.uint64(k + 1) * DROPOUT_GOLDEN)
+            v = x[i, k]
+            term = _mix64(_float_bits(v) + np.uint64(k + 1) * DROPOUT_GOLDEN)
+            h += term if v != 0 else np.uint64(0)
         rows[i] = _mix64(h ^ step)
     state[1] = state[1] + np.uint64(1)
 

@@ -362,7 +362,7 @@ def dropout_rows(x: np.ndarray, rows: np.ndarray, state: np.ndarray) -> None:
     bits = x.astype(np.float64).view(np.uint64)
     with np.errstate(over="ignore"):
         k = np.arange(1, n + 1, dtype=np.uint64) * DROPOUT_GOLDEN
-        h = _mix64(bits + k).sum(axis=1, dtype=np.uint64)
+        h = np.where(x != 0, _mix64(bits + k), np.uint64(0)).sum(axis=1, dtype=np.uint64)
         step = _mix64(np.uint64(state[0]) + np.uint64(state[1]) * DROPOUT_GOLDEN)
         rows[:m] = _mix64(h ^ step)
         state[1:] += np.uint64(1)

@@ -37,7 +37,7 @@ def _dropout_bundle(layout, capacity, dtype, rates, key=12345):
 @pytest.mark.parametrize("rate", [0.0, 0.2, 0.5, 0.9])
 def test_mask_equals_the_reference_draws(shape, rate, dtype, rng):
     x = rng.standard_normal((shape[0], 4)).astype(dtype)
-    x[0, 0] = -0.0  # its own bits
+    x[0, :2] = -0.0, 0.0  # zeros count for nothing
     a = rng.standard_normal(shape).astype(dtype)
     threshold = kernels.dropout_threshold(rate)
     scale = 1.0 / (1.0 - rate)
@@ -112,6 +112,11 @@ def test_identical_rows_draw_identical_masks(rng):
     assert (dropped[2] != dropped[1]).any()
     reordered = _draw(x[::-1], a, 0.5, state.copy())
     assert (reordered[::-1] == dropped).all()
+    # Zeros count for nothing (a sparse row's stored values give the same keys):
+    # a row with other zeros is another row.
+    x[4] = x[1]
+    x[4, 0] = 0.0
+    assert (_draw(x, a, 0.5, state.copy())[4] != dropped[1]).any()
 
 
 # -- the gradient through a fixed mask ------------------------------------------------------

@@ -1,7 +1,8 @@
 """Fit time without dropout (against another checkout) and dropout's overhead.
 
-Side by side, interleaved, one process per (checkout, round), each timing every
-case several times after an untimed fit that loads or compiles its variant:
+Side by side, interleaved (in the order A B C, then C B A...), one process per
+(checkout, round), each timing every case several times after an untimed fit
+that loads or compiles its variant:
 
     flock /tmp/fastbp-bench.lock python tests/scripts/dropout_speed.py \\
         --baseline /work/main --rounds 3
@@ -35,6 +36,9 @@ CASES = {
 }
 
 
+LOOP_CASE = "loop only: Adam steps, [20, 64, 64, 5], batch 50"
+
+
 def child(dropout: float, repeats: int) -> None:
     import fastbp
 
@@ -64,7 +68,31 @@ def child(dropout: float, repeats: int) -> None:
             warnings.simplefilter("ignore")
             fit()  # load or compile
             out[name] = [fit() for _ in range(repeats)]
+    out[LOOP_CASE] = loop_only(dropout, repeats)
     print(json.dumps(out))
+
+
+def loop_only(dropout: float, repeats: int) -> list[float]:
+    """The compiled loop alone (no per-epoch Python): engine.Trainer.steps, Adam."""
+    from fastbp import engine, kernels
+
+    rng = np.random.default_rng(0)
+    sizes, n, batch, steps = [20, 64, 64, 5], 1000, 50, 4000
+    loss = kernels.LOSSES["squared_error"]
+    layout = engine.Layout(sizes, [kernels.RELU] * 2 + [kernels.IDENTITY], loss.code)
+    x = rng.standard_normal((n, sizes[0]))
+    y = rng.standard_normal((n, sizes[-1]))
+    params = rng.standard_normal(layout.n_params) * 0.1
+    extra = {"dropout": engine.Dropout(np.full(2, dropout), 1)} if dropout else {}
+    opt = engine.Adam(layout.n_params, np.float64, 1e-4)
+    trainer = engine.Trainer(layout, params, x, y, np.empty(0), batch, opt, 1e-4, **extra)
+    trainer.steps(1)  # load or compile
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        trainer.steps(steps)
+        times.append(time.perf_counter() - start)
+    return times
 
 
 def main() -> None:
@@ -79,8 +107,9 @@ def main() -> None:
         return
     runs = {"baseline": (args.baseline, 0.0), "this": (str(REPO), 0.0), "dropout": (str(REPO), 0.2)}
     times: dict[str, dict[str, list[float]]] = {key: {} for key in runs}
-    for _ in range(args.rounds):
-        for key, (path, rate) in runs.items():
+    for round_ in range(args.rounds):
+        order = list(runs.items())
+        for key, (path, rate) in order if round_ % 2 == 0 else order[::-1]:  # ABC CBA ...
             env = {**os.environ, "PYTHONPATH": path}
             cmd = [sys.executable, str(HERE), "--child", str(rate), "--repeats", str(args.repeats)]
             proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
@@ -91,7 +120,7 @@ def main() -> None:
         "this, dropout 0.2 (s) | overhead |"
     )
     print("|---|---|---|---|---|---|")
-    for name in CASES:
+    for name in [*CASES, LOOP_CASE]:
         base, this, drop = (float(np.median(times[key][name])) for key in runs)
         print(
             f"| {name} | {base:.4f} | {this:.4f} | {this / base:.3f} | {drop:.4f} | "

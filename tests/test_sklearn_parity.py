@@ -237,7 +237,7 @@ def test_partial_fit_availability_matches_sklearn():
 
 
 # fastbp's own parameters, beyond scikit-learn's, with their defaults.
-EXTRA_PARAMS = {"n_threads": None}
+EXTRA_PARAMS = {"n_threads": None, "dropout": 0.0}
 
 
 def test_defaults_match_sklearn():

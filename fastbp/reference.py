@@ -17,6 +17,8 @@ no per-sample Python loops), readable line by line against the equations:
                 dW_l = A_{l-1}^T dZ_l,  db_l = sum over rows of dZ_l
                 dA_{l-1} = dZ_l W_l^T
     update      W_l -= lr * dW_l,  b_l -= lr * db_l
+    dropout     layer l + 1 reads M_l * A_l (M_l: 0 or 1 / (1 - p) per element),
+                and then dA_l = M_l * (dZ_{l+1} W_{l+1}^T)
 """
 
 from __future__ import annotations

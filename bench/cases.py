@@ -539,6 +539,63 @@ def build_dropout_backward(rng, shape, dtype, fortran):
     )
 
 
+def _csr_batch(rng, m, k, dtype):
+    """(data, indices, indptr, order, start) of a batch of m rows of a CSR matrix with
+    m + 3 rows and k columns (about a third stored), in a shuffled order; and the
+    batch's rows as a dense array."""
+    import scipy.sparse
+
+    x = scipy.sparse.random(m + 3, k, density=0.3, format="csr", random_state=rng, dtype=dtype)
+    order = rng.permutation(m + 3).astype(np.int64)
+    return [x.data, x.indices, x.indptr, order, 3], x.toarray()[order[3 : 3 + m]]
+
+
+def build_sparse_forward(rng, shape, dtype, fortran, activation):
+    m, k, n = shape
+    csr, dense = _csr_batch(rng, m, k, dtype)
+    w = _array(rng, (k, n), dtype)
+    b = _array(rng, (n,), dtype)
+    out = np.full((m, n), np.nan, dtype=dtype)
+    scale = _abs64(dense) @ _abs64(w) + _abs64(b) + 1.0  # as build_dense_forward's
+    code = kernels.ACTIVATIONS[activation].code
+    return KernelCall([*csr, w, b, out, code], {7: ("sum", scale)})
+
+
+def build_sparse_backward(rng, shape, dtype, fortran, activation):
+    m, k, n = shape
+    csr, dense = _csr_batch(rng, m, k, dtype)
+    delta = _array(rng, (m, n), dtype)
+    a = _activation_outputs(rng, (m, n), dtype, activation)
+    w = _array(rng, (k, n), dtype)
+    dw = np.full((k, n), np.nan, dtype=dtype)  # every row is written
+    db = np.full(n, np.nan, dtype=dtype)
+    dz = _abs64(delta) * _derivative(a, activation)
+    decay = 0.03
+    outputs = {
+        0: ("elementwise", dz),
+        8: ("sum", _abs64(dense).T @ dz + decay * _abs64(w)),
+        9: ("sum", dz.sum(axis=0)),
+    }
+    code = kernels.ACTIVATIONS[activation].code
+    return KernelCall([delta, a, *csr, w, dw, db, decay, code], outputs)
+
+
+def build_sparse_backward_sgd(rng, shape, dtype, fortran, activation):
+    call = build_sparse_backward(rng, shape, dtype, fortran, activation)
+    delta, a, data, indices, indptr, order, start, w, _, db, _, code = call.args
+    lr = 0.37
+    b = _array(rng, db.shape, dtype)
+    dz = call.outputs[0][1]
+    dense_dw = call.outputs[8][1] - 0.03 * _abs64(w)
+    outputs = {
+        0: call.outputs[0],
+        7: ("sum", _abs64(w) + lr * dense_dw),
+        8: ("sum", _abs64(b) + lr * dz.sum(axis=0)),
+        9: call.outputs[9],
+    }
+    return KernelCall([delta, a, data, indices, indptr, order, start, w, b, db, lr, code], outputs)
+
+
 def _with_prev(prefix: str) -> Callable[[int], str]:
     """The variant the loop runs on layer l: no delta_prev below the first layer."""
     return lambda layer: f"{prefix}-{'delta_prev' if layer else 'no_delta_prev'}"
@@ -627,6 +684,21 @@ KERNEL_TABLE: tuple[KernelRow, ...] = (
         build_dropout_backward,
         {"": ()},
         False,
+    ),
+    # The sparse first layer (CSR input): only tests call these.
+    *(
+        KernelRow(
+            getattr(kernels, name),
+            getattr(reference, name),
+            build,
+            {act: (act,) for act in kernels.ACTIVATIONS},
+            two_d=False,
+        )
+        for name, build in (
+            ("sparse_forward", build_sparse_forward),
+            ("sparse_backward", build_sparse_backward),
+            ("sparse_backward_sgd", build_sparse_backward_sgd),
+        )
     ),
 )
 KERNEL_BY_NAME = {row.name: row for row in KERNEL_TABLE}

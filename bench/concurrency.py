@@ -12,7 +12,8 @@ from start to end. A process's figure is the median of its blocks, in ms per epo
 For k processes on c cores (issue #10), each process's epoch time should be at most
 ``k x`` its time alone (*taking turns*: sharing never loses to running one after
 another) and the mean at most ``1.2 x (one-thread time alone) x k / c`` (*ideal*).
-The nested cases (``GridSearchCV(n_jobs=2)``, ``joblib.Parallel(n_jobs=2)``) time the
+The nested cases (``GridSearchCV(n_jobs=2)``, ``joblib.Parallel(n_jobs=2)``, a Dask
+``LocalCluster`` of two one-thread workers) time the
 whole job, against the same job with ``n_jobs=1`` (taking turns) and ``1.2 x`` the
 ``n_jobs=1`` one-thread time ``/ c`` (ideal). *After matmul* times a digits
 ``MLPClassifier`` fit right after a 300 x 300 NumPy matmul, against the same fit
@@ -246,9 +247,25 @@ def job(n_jobs):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             GridSearchCV(make(0), grid, cv=2, n_jobs=n_jobs).fit(X, y)
+    elif spec["kind"] == "dask":
+        client = dask_client(n_jobs)
+        client.gather(client.map(one_fit, range(fits), pure=False))
     else:
         from joblib import Parallel, delayed
         Parallel(n_jobs=n_jobs)(delayed(one_fit)(s) for s in range(fits))
+
+
+clients = {}
+
+
+def dask_client(n_workers):
+    # one LocalCluster per worker count, started once (outside the timing)
+    if n_workers not in clients:
+        from distributed import Client, LocalCluster
+        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+        clients[n_workers] = Client(cluster)
+    return clients[n_workers]
 
 
 out = []
@@ -261,6 +278,9 @@ for run in spec["runs"]:  # [n_jobs, threads or None]
         job(run[0])
         times.append(time.perf_counter() - t0)
     out.append(sorted(times)[len(times) // 2])
+for client in clients.values():
+    client.cluster.close()
+    client.close()
 print(json.dumps(out))
 """
 
@@ -288,7 +308,11 @@ def nested_table(args: argparse.Namespace, env: dict[str, str]) -> tuple[list[st
         "|---|---|---|---|---|---|",
     ]
     raw = []
-    names = {"grid": "GridSearchCV(cv=2, n_jobs=2)", "parallel": "joblib.Parallel(n_jobs=2)"}
+    names = {
+        "grid": "GridSearchCV(cv=2, n_jobs=2)",
+        "parallel": "joblib.Parallel(n_jobs=2)",
+        "dask": "Dask LocalCluster(n_workers=2, threads_per_worker=1)",
+    }
     for kind in args.nested:
         spec = {"kind": kind, "fits": args.fits, "iters": args.iters, "repeats": args.repeats}
         runs = [[2, None], [1, None]] + ([] if args.quick else [[1, 1]])
@@ -389,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=3.0, help="timed seconds per process")
     parser.add_argument("--block", type=float, default=0.1, help="seconds per timed block")
     parser.add_argument(
-        "--nested", action="append", choices=["grid", "parallel"], help="(repeatable)"
+        "--nested", action="append", choices=["grid", "parallel", "dask"], help="(repeatable)"
     )
     parser.add_argument("--fits", type=int, default=4, help="fits per nested job")
     parser.add_argument("--iters", type=int, default=30, help="max_iter of the nested fits")
@@ -416,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
         args.fits, args.iters, args.repeats, args.pause = 2, 2, 1, 0.05
     args.case = args.case or list(CASES)
     args.k = sorted(set(args.k or [1, 2, 3]) | {1})
-    args.nested = args.nested or ["grid", "parallel"]
+    args.nested = args.nested or ["grid", "parallel", "dask"]
     env = dict(item.split("=", 1) for item in args.env)
 
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())

@@ -17,19 +17,27 @@ import stat
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 
 
 def save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
     """Write ``arrays`` to ``path`` as an ``.npz``, atomically (see the module docstring)."""
+    write_atomically(path, lambda f: np.savez(f, **arrays))
+
+
+def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> None:
+    """Create or replace ``path`` with what ``write(file)`` writes, atomically: a
+    temporary file next to it, flushed to disk, then renamed over it."""
     path = Path(path)
     mode = file_mode(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         # mkstemp makes the file private (0600): give it the permissions a

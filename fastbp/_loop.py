@@ -15,7 +15,11 @@ structs):
                     None or a :class:`Dropout` (masks drawn in the loop, for the
                     hidden layers: training only).
 :class:`Data`       the rows (x, y, sample weights), the epochs' row orders, the
-                    batch size, and gather buffers for shuffled or strided rows.
+                    batch size, and gather buffers for shuffled or strided rows;
+                    or :class:`SparseData`, the same for the rows of a CSR matrix,
+                    never copied: each batch is a :class:`SparseRows` (the matrix,
+                    the order, where the batch starts in it), which selects the
+                    sparse first-layer kernels (``kernels.sparse_*``).
 ``objective``       None for fastbp.Network's mean squared error (output delta
                     ``2 (a - y) / m``, the output layer's derivative taken from its
                     activation), or an :class:`Objective` (a scikit-learn loss with
@@ -23,7 +27,8 @@ structs):
 ``opt``             None (gradient only), :class:`FusedSGD`, :class:`Momentum` or
                     :class:`Adam`.
 
-**The mode is chosen one way: by the types of ``opt`` and ``objective``.** The
+**The mode is chosen one way: by the types of ``opt`` and ``objective``** (and of
+the data: :class:`SparseData` for CSR input). The
 switches below (``_output_delta``, ``_layer_backward``, ``_update``...) are
 :func:`fastbp._jit.mode_switch` functions: Numba picks their body from those types
 while typing, so a compiled variant contains only its own mode's kernels
@@ -124,6 +129,38 @@ class Data(NamedTuple):
     batch_size: int
     gather: bool
     xb: np.ndarray
+    yb: np.ndarray
+    swb: np.ndarray
+
+
+class SparseRows(NamedTuple):
+    """Rows of a CSR matrix, as the first layer's input x: batch row i is row
+    ``order[start + i]`` (``start + i`` when order is empty) of (data, indices,
+    indptr). ``shape`` (m, n_cols), so that x.shape[0] is the batch's row count
+    for either kind of x. Selects the sparse first-layer kernels."""
+
+    data: np.ndarray
+    indices: np.ndarray
+    indptr: np.ndarray
+    order: np.ndarray
+    start: int
+    shape: tuple
+
+
+class SparseData(NamedTuple):
+    """:class:`Data` for CSR rows: x is (data, indices, indptr) with n_cols columns,
+    never copied (batches are :class:`SparseRows`); only y and sw are gathered
+    (into yb, swb) when ``gather``."""
+
+    data: np.ndarray
+    indices: np.ndarray
+    indptr: np.ndarray
+    n_cols: int
+    y: np.ndarray
+    sw: np.ndarray
+    orders: np.ndarray
+    batch_size: int
+    gather: bool
     yb: np.ndarray
     swb: np.ndarray
 
@@ -298,6 +335,15 @@ def _dropout_rows(dropout, x):
 def _dropout_rows_impl(dropout, x):
     if dropout is types.none:
         return lambda dropout, x: None
+    if _is(x, SparseRows):
+
+        def sparse(dropout, x):
+            kernels._dropout_rows_sparse(
+                x.data, x.indices, x.indptr, x.order, x.start, x.shape[0], dropout.rows,
+                dropout.state,
+            )  # fmt: skip
+
+        return sparse
     return lambda dropout, x: kernels.dropout_rows(x, dropout.rows, dropout.state)
 
 
@@ -352,6 +398,107 @@ def _dropout_backward_impl(dropout, delta, a, offset, layer):
     return impl
 
 
+def _first_forward(x, w, b, out, activation, threads):
+    """The first layer's forward pass: dense x, or :class:`SparseRows`."""
+
+
+@mode_switch(_first_forward)
+def _first_forward_impl(x, w, b, out, activation, threads):
+    if _is(x, SparseRows):
+
+        def sparse(x, w, b, out, activation, threads):
+            kernels.sparse_forward(
+                x.data, x.indices, x.indptr, x.order, x.start, w, b, out, activation, threads
+            )
+
+        return sparse
+    return lambda x, w, b, out, activation, threads: kernels.dense_forward(
+        x, w, b, out, activation, threads
+    )
+
+
+def _first_backward(opt, delta, a, x, w, b, dw, db, none_below, activation, decay, threads):
+    """The first layer's backward pass (:func:`_layer_backward` for dense x)."""
+
+
+@mode_switch(_first_backward)
+def _first_backward_impl(opt, delta, a, x, w, b, dw, db, none_below, activation, decay, threads):
+    if not _is(x, SparseRows):
+
+        def dense(opt, delta, a, x, w, b, dw, db, none_below, activation, decay, threads):
+            _layer_backward(opt, delta, a, x, w, b, dw, db, none_below, activation, decay, threads)
+
+        return dense
+    if _is(opt, FusedSGD):
+
+        def fused(opt, delta, a, x, w, b, dw, db, none_below, activation, decay, threads):
+            kernels.sparse_backward_sgd(
+                delta, a, x.data, x.indices, x.indptr, x.order, x.start, w, b, db, opt.lr,
+                activation, threads,
+            )  # fmt: skip
+
+        return fused
+
+    def gradient(opt, delta, a, x, w, b, dw, db, none_below, activation, decay, threads):
+        # The L2 term is part of the kernel: every row of dw gets decay * w.
+        kernels.sparse_backward(
+            delta, a, x.data, x.indices, x.indptr, x.order, x.start, w, dw, db, decay,
+            activation, threads,
+        )  # fmt: skip
+
+    return gradient
+
+
+def _batch(data, epoch, row, m):
+    """The batch of m rows from ``row`` of epoch ``epoch``'s order: (x, y, sw)."""
+
+
+@mode_switch(_batch)
+def _batch_impl(data, epoch, row, m):
+    if _is(data, SparseData):
+
+        def sparse(data, epoch, row, m):
+            order = _epoch_order(data.orders, epoch)
+            xin = SparseRows(data.data, data.indices, data.indptr, order, row, (m, data.n_cols))
+            yin, swin = _targets(data, order, row, m)
+            return xin, yin, swin
+
+        return sparse
+
+    def dense(data, epoch, row, m):
+        order = _epoch_order(data.orders, epoch)
+        if data.gather:
+            gather_rows(data.x, order, row, m, data.xb)
+            xin = _views.row_range(data.xb, 0, m)
+        else:
+            xin = _views.row_range(data.x, row, m)
+        yin, swin = _targets(data, order, row, m)
+        return xin, yin, swin
+
+    return dense
+
+
+@jit_inline
+def _epoch_order(orders, epoch):
+    """Epoch ``epoch``'s row order; an empty order (data order) when there are none."""
+    return orders[epoch] if orders.shape[0] > 0 else orders.reshape(-1)[:0]
+
+
+@jit_inline
+def _targets(data, order, row, m):
+    """The batch's y and sw: gathered into data.yb, data.swb if data.gather, else slices."""
+    y, sw = data.y, data.sw
+    if data.gather:
+        gather_rows(y, order, row, m, data.yb)
+        gather_weights(sw, order, row, m, data.swb)
+        yin = _views.row_range(data.yb, 0, m)
+        swin = data.swb[:m] if sw.size > 0 else data.swb[:0]
+    else:
+        yin = _views.row_range(y, row, m)
+        swin = sw[row : row + m] if sw.size > 0 else sw[:0]
+    return yin, swin
+
+
 # -- passes --------------------------------------------------------------------------
 
 
@@ -376,7 +523,7 @@ def forward_pass(x, net, params, acts, objective, threads, dropout):
     w = _views.block(params, w_off[0], sizes[0], sizes[1])
     b = _views.vector(params, b_off[0], sizes[1])
     out = _views.block(acts, a_off[0], m, sizes[1])
-    kernels.dense_forward(x, w, b, out, net.activations[0], threads)
+    _first_forward(x, w, b, out, net.activations[0], threads)
     _dropout_rows(dropout, x)
     for layer in range(1, sizes.size - 1):
         w = _views.block(params, w_off[layer], sizes[layer], sizes[layer + 1])
@@ -426,7 +573,7 @@ def backward_pass(x, y, sw, net, bufs, objective, opt, threads):
             _dropout_backward(bufs.dropout, delta_prev, a_prev, a_off[layer - 1], layer - 1)
         else:
             none_below = _views.block(deltas, 0, 0, sizes[0])
-            _layer_backward(opt, delta, a, x, w, b, dw, db, none_below, activation, decay, threads)
+            _first_backward(opt, delta, a, x, w, b, dw, db, none_below, activation, decay, threads)
     return J
 
 
@@ -483,25 +630,12 @@ def train_chunk(data, net, bufs, objective, opt, epoch, row, max_steps, stop, lo
     Returns (epoch, row, status): where the next step would start, and status 1
     if it stopped on a non-finite loss (fused SGD only), else 0.
     """
-    x, y, sw, orders = data.x, data.y, data.sw, data.orders
-    n = x.shape[0]
+    n = data.y.shape[0]
     steps = 0
     status = 0
     while epoch < loss_sums.size and steps < max_steps and stop[0] == 0:
         m = min(data.batch_size, n - row)
-        if data.gather:
-            # An empty order means data order.
-            order = orders[epoch] if orders.shape[0] > 0 else orders.reshape(-1)[:0]
-            gather_rows(x, order, row, m, data.xb)
-            gather_rows(y, order, row, m, data.yb)
-            gather_weights(sw, order, row, m, data.swb)
-            xin = _views.row_range(data.xb, 0, m)
-            yin = _views.row_range(data.yb, 0, m)
-            swin = data.swb[:m] if sw.size > 0 else data.swb[:0]
-        else:
-            xin = _views.row_range(x, row, m)
-            yin = _views.row_range(y, row, m)
-            swin = sw[row : row + m] if sw.size > 0 else sw[:0]
+        xin, yin, swin = _batch(data, epoch, row, m)
         loss_value = _step(xin, yin, swin, net, bufs, objective, opt, threads)
         if _diverged(opt, loss_value):
             status = 1

@@ -898,6 +898,13 @@ def _float_bits(v):
     return viewer(np.float64(v), numba.types.uint64)
 
 
+@jit_inline
+def _dropout_term(v, k):
+    """Entry (k, v) of a row's key: 0 for a zero (see :func:`dropout_rows`)."""
+    term = _mix64(_float_bits(v) + np.uint64(k + 1) * DROPOUT_GOLDEN)
+    return term if v != 0 else np.uint64(0)
+
+
 @jit
 def dropout_rows(x, rows, state):
     """Each row's key for this step's masks, and the step counted.
@@ -914,9 +921,7 @@ def dropout_rows(x, rows, state):
     for i in range(m):
         h = np.uint64(0)
         for k in range(n):
-            v = x[i, k]
-            term = _mix64(_float_bits(v) + np.uint64(k + 1) * DROPOUT_GOLDEN)
-            h += term if v != 0 else np.uint64(0)
+            h += _dropout_term(x[i, k], k)
         rows[i] = _mix64(h ^ step)
     state[1] = state[1] + np.uint64(1)
 
@@ -963,3 +968,192 @@ def dropout_backward(delta, mask, a, before):
     for k in range(d.size):
         d[k] *= keep[k]
         dst[k] = src[k]
+
+
+# -- sparse first layer ------------------------------------------------------------
+#
+# The first layer of a network trained on a SciPy CSR matrix (data, indices, indptr),
+# read where it is: row i of a batch is row ``order[start + i]`` of the matrix, or
+# ``start + i`` when ``order`` is empty, so shuffled batches need no copy. Stored
+# entries are used as they are: in any order within a row, and duplicates of one
+# (row, column) add up, as in SciPy's products. Each output element sums its terms
+# in one fixed order (batch rows ascending, a row's stored entries in order), so
+# results do not depend on the number of threads.
+
+# Sparse products with fewer multiply-adds than this run on one thread.
+SPARSE_PARALLEL: int = 1 << 18
+
+
+@jit_inline
+def _csr_row(order, start, i):
+    """The matrix row of batch row i."""
+    return order[start + i] if order.size > 0 else start + i
+
+
+@jit_inline
+def _sparse_work(indptr, m, h):
+    """Multiply-adds of a batch of m rows times h units (at the matrix's mean row length)."""
+    n = indptr.size - 1
+    return m * h * max(1, (indptr[n] - indptr[0]) // max(n, 1))
+
+
+@jit_inline
+def _sparse_rows(data, indices, indptr, order, start, w, out, i0, i1):
+    h = out.shape[1]
+    for i in range(i0, i1):
+        r = _csr_row(order, start, i)
+        for j in range(h):
+            out[i, j] = 0
+        for p in range(indptr[r], indptr[r + 1]):
+            v = data[p]
+            c = indices[p]
+            for j in range(h):
+                out[i, j] += v * w[c, j]
+
+
+def _sparse_forward_body(data, indices, indptr, order, start, w, out, n_blocks):
+    m = out.shape[0]
+    for index in prange(n_blocks):
+        _sparse_rows(
+            data, indices, indptr, order, start, w, out, index * m // n_blocks,
+            (index + 1) * m // n_blocks,
+        )  # fmt: skip
+
+
+_sparse_forward_parallel = pjit(_sparse_forward_body)
+
+
+@jit
+def sparse_forward(
+    data, indices, indptr, order, start, w, b, out, activation=LOGISTIC, threads=None
+):
+    """``out[:] = f(X_batch @ w + b)`` for a batch of CSR rows (see the section above).
+
+    data (nnz,) float, indices (nnz,) int, indptr (n + 1,) int: the matrix; order
+    (n,) int64 or empty; start: the batch's first position in the order; w (n_cols,
+    h), b (h,), out (m, h) C-contiguous. Rows run on threads when big. Mutates ``out``.
+    """
+    m, h = out.shape
+    if (
+        threads is not None
+        and threads > 1
+        and m > 1
+        and _sparse_work(indptr, m, h) >= SPARSE_PARALLEL
+    ):
+        _sparse_forward_parallel(data, indices, indptr, order, start, w, out, min(threads, m))
+    else:
+        _sparse_rows(data, indices, indptr, order, start, w, out, 0, m)
+    _bias_activation_any(out, b, activation)
+
+
+@jit_inline
+def _sparse_scatter(data, indices, indptr, order, start, delta, scale, dw, j0, j1):
+    """``dw[:, j0:j1] += scale * X_batch.T @ delta[:, j0:j1]``, only rows X touches."""
+    s = as_dtype_of(scale, dw)
+    for i in range(delta.shape[0]):
+        r = _csr_row(order, start, i)
+        for p in range(indptr[r], indptr[r + 1]):
+            v = s * data[p]
+            c = indices[p]
+            for j in range(j0, j1):
+                dw[c, j] += v * delta[i, j]
+
+
+def _sparse_scatter_body(data, indices, indptr, order, start, delta, scale, dw, n_blocks):
+    h = dw.shape[1]
+    for index in prange(n_blocks):
+        _sparse_scatter(
+            data, indices, indptr, order, start, delta, scale, dw, index * h // n_blocks,
+            (index + 1) * h // n_blocks,
+        )  # fmt: skip
+
+
+_sparse_scatter_parallel = pjit(_sparse_scatter_body)
+
+
+@jit_inline
+def _sparse_scatter_split(data, indices, indptr, order, start, delta, scale, dw, threads):
+    """:func:`_sparse_scatter` over all columns; each thread owns a block of columns."""
+    m, h = delta.shape
+    if (
+        threads is not None
+        and threads > 1
+        and h > 1
+        and _sparse_work(indptr, m, h) >= SPARSE_PARALLEL
+    ):
+        n_blocks = min(threads, h)
+        _sparse_scatter_parallel(data, indices, indptr, order, start, delta, scale, dw, n_blocks)
+    else:
+        _sparse_scatter(data, indices, indptr, order, start, delta, scale, dw, 0, h)
+
+
+def _scaled_copy_body(dst, src, scale, n_blocks):
+    a = _views.flat(dst)
+    b = _views.flat(src)
+    s = as_dtype_of(scale, dst)
+    n = a.size
+    for index in prange(n_blocks):
+        for k in range(index * n // n_blocks, (index + 1) * n // n_blocks):
+            a[k] = s * b[k]
+
+
+_scaled_copy_serial, _scaled_copy_parallel = serial_and_parallel(_scaled_copy_body)
+
+
+@jit
+def sparse_backward(
+    delta,
+    a,
+    data,
+    indices,
+    indptr,
+    order,
+    start,
+    w,
+    dw,
+    db,
+    decay,
+    activation=LOGISTIC,
+    threads=None,
+):
+    """The first layer's backward pass on a batch of CSR rows (no input gradient).
+
+    delta (m, h): on entry dJ/da, on exit dJ/dz (see :func:`dense_backward`); db (h,)
+    its column sums; dw (n_cols, h) = ``decay * w + X_batch.T @ dJ/dz``: every row of
+    dw is written, the product only into the rows the batch touches. w, dw
+    C-contiguous. Mutates delta, dw and db.
+    """
+    _derivative(delta, a, db, activation, threads)
+    if threads is not None and threads > 1 and dw.size >= PARALLEL_MIN:
+        _scaled_copy_parallel(dw, w, decay, threads)
+    else:
+        _scaled_copy_serial(dw, w, decay, 1)
+    _sparse_scatter_split(data, indices, indptr, order, start, delta, 1.0, dw, threads)
+
+
+@jit
+def sparse_backward_sgd(
+    delta, a, data, indices, indptr, order, start, w, b, db, lr, activation=LOGISTIC, threads=None
+):
+    """:func:`sparse_backward` (no decay) fused with the SGD update of the layer:
+    ``w -= lr * X_batch.T @ dJ/dz`` touches only the rows of w the batch uses;
+    ``b -= lr * db``. Mutates delta, w, b and db."""
+    _derivative(delta, a, db, activation, threads)
+    _sparse_scatter_split(data, indices, indptr, order, start, delta, -lr, w, threads)
+    step = as_dtype_of(lr, b)
+    for j in range(b.size):
+        b[j] -= step * db[j]
+
+
+@jit
+def _dropout_rows_sparse(data, indices, indptr, order, start, m, rows, state):
+    """:func:`dropout_rows` for a batch of m CSR rows (the :func:`sparse_forward`
+    arguments): the keys of the same rows given dense, from their stored entries."""
+    step = _mix64(state[0] + state[1] * DROPOUT_GOLDEN)
+    for i in range(m):
+        r = _csr_row(order, start, i)
+        h = np.uint64(0)
+        for p in range(indptr[r], indptr[r + 1]):
+            h += _dropout_term(data[p], indices[p])
+        rows[i] = _mix64(h ^ step)
+    state[1] = state[1] + np.uint64(1)

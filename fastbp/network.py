@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from fastbp import _files, engine, kernels
+from fastbp._progress import progress_bar as _progress_bar
 from fastbp._validation import (
     FLOAT_DTYPES,
     all_finite,
@@ -23,6 +24,7 @@ from fastbp._validation import (
     check_sizes,
     check_targets,
 )
+from fastbp.engine import sparse
 from fastbp.engine.init import glorot_uniform
 
 # Model files: version 2 records each layer's activation; version 1 files (all
@@ -237,23 +239,35 @@ class Network:
 
     def _check_xy(self, X: Any, Y: Any) -> tuple[np.ndarray, np.ndarray]:
         sizes = self._layout.sizes
-        x = check_data("X", X, self._dtype, int(sizes[0]))
+        x = self._check_x(X)
         y = check_targets("Y", Y, self._dtype, int(sizes[-1]), x.shape[0])
         return x, y
+
+    def _check_x(self, X: Any) -> Any:
+        """X checked: an array, or a SciPy sparse matrix as CSR (never densified; see
+        :mod:`fastbp.engine.sparse` for what is copied)."""
+        n_features = int(self._layout.sizes[0])
+        if sparse.is_sparse(X):
+            x = sparse.check_csr("X", X, self._dtype, n_features)
+            if x.shape[0] == 0:
+                raise ValueError("X is empty: it has 0 samples")
+            return x
+        return check_data("X", X, self._dtype, n_features)
 
     def predict(self, X: Any) -> np.ndarray:
         """Network outputs.
 
         Parameters
         ----------
-        X : array-like, shape (n_samples, n_features)
+        X : array-like or SciPy sparse matrix, shape (n_samples, n_features)
+            Sparse: read as CSR (rows times W_1, never densified).
 
         Returns
         -------
         ndarray, shape (n_samples, n_out), the network's dtype
         """
         self._sync()
-        x = check_data("X", X, self._dtype, int(self._layout.sizes[0]))
+        x = self._check_x(X)
         return engine.forward(self._layout, self._params, x)
 
     def loss(self, X: Any, Y: Any) -> float:
@@ -280,9 +294,9 @@ class Network:
         x, y = self._check_xy(X, Y)
         # The compiled passes take C-contiguous data; gradients are a diagnostic
         # on one batch, so a contiguous copy of other layouts is acceptable here.
-        _, grads = engine.loss_and_gradient(
-            self._layout, self._params, np.ascontiguousarray(x), np.ascontiguousarray(y)
-        )
+        if not sparse.is_sparse(x):
+            x = np.ascontiguousarray(x)
+        _, grads = engine.loss_and_gradient(self._layout, self._params, x, np.ascontiguousarray(y))
         dws, dbs = self._layout.views(grads)
         return dws, dbs
 
@@ -308,7 +322,8 @@ class Network:
         X : array-like, shape (n_samples, n_features)
             Any layout (strided, Fortran-ordered, read-only, ``numpy.memmap``):
             batches are read from it directly. In the network's dtype it is not
-            copied; in any other dtype it is converted first.
+            copied; in any other dtype it is converted first. A SciPy sparse matrix
+            is trained on as CSR, never densified (see :mod:`fastbp.engine.sparse`).
         Y : array-like, shape (n_samples, n_out), or (n_samples,) when n_out == 1
         epochs : int >= 1
         lr : float > 0
@@ -412,6 +427,19 @@ class Network:
 
     # -- files -----------------------------------------------------------------------
 
+    def to_onnx(self, path: str | os.PathLike) -> None:
+        """Write the network to ``path`` as an ONNX model, atomically.
+
+        Needs the optional extra ``fastbp[onnx]``. The graph takes ``X`` (n_samples,
+        sizes[0]) and gives ``Y`` (n_samples, sizes[-1]) in the network's dtype:
+        per layer a MatMul, an Add and the activation's operator
+        (:data:`fastbp.onnx.ONNX_OPERATORS`). onnxruntime's outputs equal
+        :meth:`predict`'s up to float rounding.
+        """
+        from fastbp.onnx import save_network
+
+        save_network(self, path)
+
     def save(self, path: str | os.PathLike) -> None:
         """Write the network to ``path`` as an ``.npz`` file, atomically.
 
@@ -512,9 +540,3 @@ class Network:
         else:
             activation = f", activation={names!r}"
         return f"Network({self.sizes}, dtype={self._dtype.name}{activation})"
-
-
-def _progress_bar(total: int):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="epoch", leave=True)

@@ -397,3 +397,81 @@ def dropout_backward(
     """``delta *= mask; a[:] = before`` in place."""
     delta *= mask
     a[...] = before
+
+
+# -- sparse first layer (twins of fastbp.kernels.sparse_*) -----------------------------
+
+
+def _csr_batch(
+    data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, order: np.ndarray, start: int, m: int
+) -> np.ndarray:
+    """The batch's rows of the CSR matrix as a dense (m, n_cols) array, n_cols the
+    largest column index + 1 (the oracle may densify: its batches are small)."""
+    rows = order[start : start + m] if order.size > 0 else np.arange(start, start + m)
+    n_cols = int(indices[: indptr[-1]].max()) + 1 if indptr[-1] > 0 else 0
+    dense = np.zeros((m, n_cols), dtype=data.dtype)
+    for i, r in enumerate(rows):
+        for p in range(indptr[r], indptr[r + 1]):
+            dense[i, indices[p]] += data[p]  # duplicates add up
+    return dense
+
+
+def sparse_forward(
+    data: np.ndarray,
+    indices: np.ndarray,
+    indptr: np.ndarray,
+    order: np.ndarray,
+    start: int,
+    w: np.ndarray,
+    b: np.ndarray,
+    out: np.ndarray,
+    activation: int = LOGISTIC,
+    threads: int | None = None,
+) -> None:
+    """``out[:] = f(X_batch @ w + b)``; the contract of :func:`fastbp.kernels.sparse_forward`."""
+    x = _csr_batch(data, indices, indptr, order, start, out.shape[0])
+    dense_forward(x, w[: x.shape[1]], b, out, activation)
+
+
+def sparse_backward(
+    delta: np.ndarray,
+    a: np.ndarray,
+    data: np.ndarray,
+    indices: np.ndarray,
+    indptr: np.ndarray,
+    order: np.ndarray,
+    start: int,
+    w: np.ndarray,
+    dw: np.ndarray,
+    db: np.ndarray,
+    decay: float,
+    activation: int = LOGISTIC,
+    threads: int | None = None,
+) -> None:
+    """dJ/dz into delta, db its column sums, ``dw = X_batch.T @ delta + decay * w``."""
+    x = _csr_batch(data, indices, indptr, order, start, delta.shape[0])
+    dense_backward(delta, a, x, w[: x.shape[1]], dw[: x.shape[1]], db, None, activation)
+    dw[x.shape[1] :] = 0
+    l2_add(dw, w, decay)
+
+
+def sparse_backward_sgd(
+    delta: np.ndarray,
+    a: np.ndarray,
+    data: np.ndarray,
+    indices: np.ndarray,
+    indptr: np.ndarray,
+    order: np.ndarray,
+    start: int,
+    w: np.ndarray,
+    b: np.ndarray,
+    db: np.ndarray,
+    lr: float,
+    activation: int = LOGISTIC,
+    threads: int | None = None,
+) -> None:
+    """:func:`sparse_backward` (no decay), then ``w -= lr * dw; b -= lr * db``."""
+    dw = np.empty_like(w)
+    sparse_backward(delta, a, data, indices, indptr, order, start, w, dw, db, 0.0, activation)
+    sgd_update(w, dw, lr)
+    sgd_update(b, db, lr)

@@ -565,3 +565,30 @@ def test_network_fit_with_dropout(dtype):
     assert outcome(*_network_fit(0.3, dtype=dtype)) == dropped
     assert dropped[0] != without[0]
     assert outcome(*_network_fit(0.3, seed=1, dtype=dtype))[0] != dropped[0]
+
+
+def test_sparse_rows_draw_the_masks_of_their_dense_form(rng):
+    """CSR input (its stored entries, in any batch order) gives each row the key of the
+    same row given dense; a fit on CSR input with dropout trains as on the dense array
+    (up to the sparse kernels' rounding)."""
+    import scipy.sparse
+
+    x = scipy.sparse.random(9, 6, density=0.4, format="csr", random_state=1)
+    order = rng.permutation(9).astype(np.int64)
+    want = np.empty(5, dtype=np.uint64)
+    kernels.dropout_rows(x.toarray()[order[2:7]], want, np.array([3, 4], dtype=np.uint64))
+    got = np.empty(5, dtype=np.uint64)
+    state = np.array([3, 4], dtype=np.uint64)
+    kernels._dropout_rows_sparse(x.data, x.indices, x.indptr, order, 2, 5, got, state)
+    assert got.tobytes() == want.tobytes()
+    assert int(state[1]) == 5
+    X, y = _data("MLPClassifier")
+    X[np.abs(X) < 0.7] = 0
+    fits = [
+        _fit(
+            fb.MLPClassifier(hidden_layer_sizes=(8,), max_iter=5, random_state=0, dropout=0.4), a, y
+        )
+        for a in (X, scipy.sparse.csr_matrix(X))
+    ]
+    for dense, sparse in zip(fits[0].coefs_, fits[1].coefs_, strict=True):
+        np.testing.assert_allclose(sparse, dense, rtol=1e-10, atol=1e-12)

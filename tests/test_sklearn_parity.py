@@ -237,15 +237,16 @@ def test_partial_fit_availability_matches_sklearn():
 
 
 # fastbp's own parameters, beyond scikit-learn's, with their defaults.
-EXTRA_PARAMS = {"n_threads": None, "dropout": 0.0}
+EXTRA_PARAMS = {"n_threads": None, "progress": False, "dropout": 0.0}
+EXTRA_CLASSIFIER_PARAMS = {"class_weight": None}
 
 
 def test_defaults_match_sklearn():
-    for ours, theirs in (
-        (fb.MLPClassifier(), skl.MLPClassifier()),
-        (fb.MLPRegressor(), skl.MLPRegressor()),
+    for ours, theirs, extra in (
+        (fb.MLPClassifier(), skl.MLPClassifier(), EXTRA_CLASSIFIER_PARAMS),
+        (fb.MLPRegressor(), skl.MLPRegressor(), {}),
     ):
-        assert ours.get_params() == {**theirs.get_params(), **EXTRA_PARAMS}
+        assert ours.get_params() == {**theirs.get_params(), **EXTRA_PARAMS, **extra}
 
 
 # -- the same outcome on edge cases: result, warnings, printed output, errors ---------

@@ -366,6 +366,29 @@ def test_grid_search_n_jobs_matches_sequential():
     assert results[0] == results[1]
 
 
+@pytest.mark.slow
+def test_dask_local_cluster_fits_match_sequential():
+    """Fits on a Dask LocalCluster (two worker processes, one thread each) equal the
+    same fits run here one after another (in reproducible mode, as for joblib)."""
+    import cloudpickle
+    from distributed import Client, LocalCluster
+
+    # The workers cannot import this test module: send _fit by value.
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    try:
+        with (
+            LocalCluster(
+                n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            ) as cluster,
+            Client(cluster) as client,
+        ):
+            seeds = [0, 1, 2]
+            nested = client.gather(client.map(_fit, seeds, reproducible=True, pure=False))
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    assert nested == [_fit(s, True) for s in seeds]
+
+
 @pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True])
 def test_estimator_n_threads_is_checked_before_anything(bad):
     """A bad ``n_threads`` is scikit-learn's parameter error, and the estimator is

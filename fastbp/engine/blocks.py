@@ -14,6 +14,7 @@ import numpy as np
 
 from fastbp import _loop
 from fastbp._threads import compute_threads
+from fastbp.engine import sparse
 from fastbp.engine.driver import Trainer, threads_for
 from fastbp.engine.layout import Layout
 from fastbp.engine.optimizers import Optimizer
@@ -25,7 +26,8 @@ class Gradient:
     Parameters
     ----------
     layout : Layout
-    x, y : ndarray (n, n_0), (n, n_L), C-contiguous, one float dtype
+    x, y : ndarray (n, n_0), (n, n_L), C-contiguous, one float dtype (x may be a
+        CSR matrix from :func:`fastbp.engine.sparse.check_csr`)
     sw : ndarray (n,) or empty
         Sample weights.
     alpha : float
@@ -45,7 +47,9 @@ class Gradient:
     ) -> None:
         dtype = x.dtype
         n = x.shape[0]
-        self.layout, self.x, self.y, self.sw = layout, x, y, sw
+        # CSR x (fastbp.engine.sparse.check_csr): all its rows, read in place.
+        xin = sparse.rows(x, 0, n) if sparse.is_sparse(x) else x
+        self.layout, self.x, self.y, self.sw = layout, xin, y, sw
         self.params = np.empty(layout.n_params, dtype=dtype)
         acts = np.empty(n * layout.n_units, dtype=dtype)
         self.bufs = _loop.Buffers(

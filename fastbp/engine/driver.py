@@ -25,6 +25,7 @@ from fastbp._validation import all_finite
 from fastbp.engine.dropout import Dropout
 from fastbp.engine.layout import Layout
 from fastbp.engine.optimizers import Optimizer
+from fastbp.engine.sparse import is_sparse
 
 # A compiled chunk of training runs about this long before returning to Python.
 CHUNK_SECONDS = 0.1
@@ -53,27 +54,25 @@ class Diverged(Exception):
 class Snapshot:
     """A copy of the parameters and optimizer state, and a way back to it.
 
-    Saved into spare buffers and published by one assignment, so that a
-    KeyboardInterrupt landing in the middle of a save leaves the previous
-    snapshot whole. ``extra`` carries whatever else a front end wants restored
-    with it (its bookkeeping).
+    One copy (a model with a wide first layer, sparse input's, is mostly its
+    parameters and optimizer state: a second copy would cost as much again). It is
+    unpublished while it is written, so a KeyboardInterrupt landing in the middle of
+    a save leaves no snapshot rather than a torn one; the state being saved is
+    then the current one, which a fit interrupted there keeps anyway. ``extra``
+    carries whatever else a front end wants restored with it (its bookkeeping).
     """
 
     def __init__(self, params: np.ndarray, opt: Optimizer) -> None:
         self.params, self.opt = params, opt
-        self.spare = (np.empty_like(params), np.empty_like(opt.state))
+        self.buffers = (np.empty_like(params), np.empty_like(opt.state))
         self.saved: tuple | None = None
 
     def save(self, extra: Any = None) -> None:
-        params, state = self.spare
+        params, state = self.buffers
+        self.saved = None
         np.copyto(params, self.params)
         np.copyto(state, self.opt.state)
-        saved = (params, state, self.opt.t, self.opt.learning_rate, extra)
-        if self.saved is None:
-            self.spare = (np.empty_like(params), np.empty_like(state))
-        else:
-            self.spare = self.saved[:2]
-        self.saved = saved
+        self.saved = (params, state, self.opt.t, self.opt.learning_rate, extra)
 
     def save_if_finite(self, extra: Any = None) -> None:
         if all_finite(self.params):
@@ -100,7 +99,9 @@ class Trainer:
     params : ndarray (n_params,)
         Trained in place.
     x, y : ndarray (n, n_0), (n, n_L)
-        In params' dtype, any layout (gathered batch by batch when not C-contiguous).
+        In params' dtype, any layout (gathered batch by batch when not C-contiguous);
+        x may also be a CSR matrix from :func:`fastbp.engine.sparse.check_csr` (its
+        rows are read in place, never copied).
     sw : ndarray (n,) or empty
         Sample weights.
     batch : int
@@ -147,14 +148,18 @@ class Trainer:
         self.shuffle = shuffle
         self.per_epoch = per_epoch
         self.objective = None if layout.loss is None else _loop.Objective(layout.loss, alpha)
-        gather = shuffle is not None or not (x.flags.c_contiguous and y.flags.c_contiguous)
+        # CSR x (checked by the front end: fastbp.engine.sparse.check_csr) is never
+        # copied: batches read its rows where they are; only y and sw are gathered.
+        self.sparse = is_sparse(x)
+        x_contiguous = self.sparse or x.flags.c_contiguous
+        gather = shuffle is not None or not (x_contiguous and y.flags.c_contiguous)
         rows = batch if gather else 0
         acts = np.empty(batch * layout.n_units, dtype=dtype)
         masks = None if dropout is None else dropout.bundle(layout, batch, dtype)
         self.bufs = _loop.Buffers(params, np.zeros_like(params), acts, np.empty_like(acts), masks)
         self.net = layout.net(batch)
         self.x, self.y, self.sw, self.gather = x, y, sw, gather
-        self.xb = np.empty((rows, x.shape[1]), dtype=dtype)
+        self.xb = np.empty((0 if self.sparse else rows, x.shape[1]), dtype=dtype)
         self.yb = np.empty((rows, y.shape[1]), dtype=dtype)
         self.swb = np.empty(rows if sw.size else 0, dtype=dtype)
         self.n_threads = n_threads
@@ -196,9 +201,7 @@ class Trainer:
                 self.shuffle(orders)
             else:
                 orders = self.no_order
-            data = _loop.Data(
-                self.x, self.y, self.sw, orders, batch, self.gather, self.xb, self.yb, self.swb
-            )
+            data = self._data(orders)
             loss_sums = np.zeros(count)
             epoch = row = reported = 0
             while epoch < count:
@@ -224,8 +227,21 @@ class Trainer:
                     stack.enter_context(watch_sigint(self.stop))
                     watching = True
 
-    def _variant(self, data: _loop.Data, bundle: Any) -> tuple:
+    def _data(self, orders: np.ndarray) -> _loop.Data | _loop.SparseData:
+        """The compiled loop's data bundle, walking the rows in ``orders``."""
+        x, batch = self.x, self.batch
+        if self.sparse:
+            return _loop.SparseData(
+                x.data, x.indices, x.indptr, x.shape[1], self.y, self.sw, orders, batch,
+                self.gather, self.yb, self.swb,
+            )  # fmt: skip
+        return _loop.Data(
+            x, self.y, self.sw, orders, batch, self.gather, self.xb, self.yb, self.swb
+        )
+
+    def _variant(self, data: _loop.Data | _loop.SparseData, bundle: Any) -> tuple:
         """What selects a compiled variant of the loop, cheaply (see announce_compile)."""
+        xs = (data.data, data.indices) if self.sparse else (data.x,)
         return (
             "train_chunk",
             type(bundle),
@@ -234,7 +250,7 @@ class Trainer:
             self.threads is None,
             data.gather,
             self.sw.size > 0,
-            *(_array_kind(a) for a in (data.x, data.y)),
+            *(_array_kind(a) for a in (*xs, data.y)),
         )
 
     def steps(self, count: int, row: int = 0) -> tuple[int, float]:
@@ -246,9 +262,7 @@ class Trainer:
         if self.shuffle is not None:
             orders = np.empty((passes, self.n), dtype=np.int64)
             self.shuffle(orders)
-        data = _loop.Data(
-            self.x, self.y, self.sw, orders, self.batch, self.gather, self.xb, self.yb, self.swb
-        )
+        data = self._data(orders)
         loss_sums = np.zeros(passes)
         with compute_threads(self.layout.sizes, self.batch, self.n_threads):
             epoch, end, _ = self._chunk(data, 0, row, count, loss_sums)

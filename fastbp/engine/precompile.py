@@ -6,9 +6,9 @@ Numba compiles on first use and keeps the machine code in its on-disk cache;
 compile. The variants are the combinations that change the compiled types: the
 dtype (float32, float64); fastbp.Network (fused SGD, C-ordered or strided X,
 dropout) and the estimators (Momentum and Adam steps, with and without dropout,
-L-BFGS's loss and gradient, every output); prediction; and reproducible mode's
-threaded kernels. Each is reached by running a tiny fit through the public API,
-so that what is compiled is exactly what a fit runs.
+L-BFGS's loss and gradient, every output); sparse (CSR) input; prediction; and
+reproducible mode's threaded kernels. Each is reached by running a tiny fit
+through the public API, so that what is compiled is exactly what a fit runs.
 """
 
 from __future__ import annotations
@@ -77,6 +77,27 @@ def _estimators(dtype: type, solver: str, dropout: float = 0.0) -> None:
                 est.predict(x)
 
 
+def _sparse(dtype: type) -> None:
+    """Sparse (CSR) input: Network's fits and the estimators' solvers."""
+    import scipy.sparse
+
+    from fastbp import MLPClassifier, Network
+
+    rng = np.random.default_rng(0)
+    x = scipy.sparse.random(12, 5, density=0.4, format="csr", random_state=0, dtype=dtype)
+    y = rng.random((12, 2)).astype(dtype)
+    net = Network([5, 4, 2], dtype=dtype, seed=0)
+    for shuffle in (False, True):
+        net.fit(x, y, epochs=2, lr=0.5, batch_size=4, shuffle=shuffle)
+    net.predict(x)
+    net.gradients(x, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning after 2 iterations
+        for solver in ("adam", "sgd", "lbfgs"):
+            est = MLPClassifier(hidden_layer_sizes=(4,), solver=solver, max_iter=2, random_state=0)
+            est.fit(x, np.arange(12) % 2).predict_proba(x)
+
+
 def variants(
     dtypes: tuple[type, ...] = (np.float32, np.float64),
 ) -> list[tuple[str, Callable[[], None]]]:
@@ -103,6 +124,7 @@ def variants(
                     lambda d=dtype, s=solver: _estimators(d, s, 0.2),
                 )
             )
+        tasks.append((f"sparse input {name}", lambda d=dtype: _sparse(d)))
     return tasks
 
 

@@ -22,8 +22,14 @@ Differences from scikit-learn, all deliberate:
 * float32 input is trained in float32 with every solver, 'lbfgs' included
   (scikit-learn's L-BFGS path leaves float64 weights after a float32 fit). A
   warm start or ``partial_fit`` trains on in the dtype of the fitted weights.
-* Sparse input is accepted, as by scikit-learn, and densified for training;
-  predict densifies it a chunk of rows at a time.
+* Sparse input is accepted, as by scikit-learn, and never densified: fit and
+  predict read the rows of a CSR matrix where they are (the first layer's
+  products are sparse x dense, as scikit-learn's). CSC is converted to CSR once
+  (a copy of its stored entries; scikit-learn slices it as it is), other formats
+  as scikit-learn converts them. Unsorted indices and duplicate entries are used
+  as they are (duplicates add up, as in ``X @ W``). Index arrays that do not fit
+  the matrix's shape are refused with a ValueError naming X (scikit-learn
+  does not check them).
 * A fit or partial_fit that raises before training starts (bad data, targets,
   sample weights or hyper-parameters) leaves the estimator exactly as it was,
   attribute for attribute, and a ``RandomState`` passed as ``random_state``
@@ -63,6 +69,20 @@ Differences from scikit-learn, all deliberate:
   split), then are a hash of that draw, the step, the row's values and the unit:
   fits repeat bit for bit, and a row of integer sample weight k trains as k
   copies of it would (identical rows in a batch share their masks).
+
+fastbp's own features, each off by default (the defaults give scikit-learn's
+results), from what scikit-learn's users asked for (see docs/beyond-sklearn.md):
+
+* ``class_weight`` on MLPClassifier (None, 'balanced' or a dict), as in
+  LogisticRegression: the fit with ``sample_weight`` times the class weights.
+* ``validation_data=(X_val, y_val[, sample_weight_val])`` on fit and partial_fit:
+  the early-stopping validation set in place of the ``validation_fraction``
+  split; partial_fit then does early stopping across calls, and ``stopped_``
+  says when the stopping rule fired (the weights are then the best epoch's).
+* ``to_sklearn()``: the fitted scikit-learn estimator with the same weights.
+* ONNX export: ``import fastbp.onnx`` registers both estimators with skl2onnx's
+  MLP converters (``skl2onnx.to_onnx(est, X)``); extra ``fastbp[onnx]``.
+* ``progress=True``: a tqdm bar of the epochs when stderr is a terminal.
 
 Quirks of scikit-learn kept on purpose, for identical results:
 

@@ -5,14 +5,17 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import itertools
 import numbers
 from typing import Any, ClassVar
 
 import numpy as np
+import scipy.sparse
 from sklearn import neural_network as _skl_nn
 from sklearn.base import BaseEstimator, is_classifier
+from sklearn.neural_network._base import ACTIVATIONS as _SKLEARN_ACTIVATIONS
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_consistent_length, check_is_fitted
@@ -21,11 +24,13 @@ from fastbp import engine, kernels
 from fastbp._threads import check_threads
 from fastbp._validation import all_finite
 from fastbp.engine.init import glorot_uniform
+from fastbp.engine.sparse import check_csr
 from fastbp.sklearn._checks import (
     check_architecture,
     check_dropout,
     check_hidden_layer_sizes,
     check_parameter_count,
+    check_validation_request,
     validate,
 )
 from fastbp.sklearn._solvers import fit_lbfgs, fit_stochastic
@@ -62,6 +67,8 @@ class _BaseMLP(BaseEstimator):
         # fastbp's own: dropout on the hidden layers (one rate, or one per layer,
         # checked against the layers in fit: fastbp.engine.dropout.check_rates).
         "dropout": [Interval(numbers.Real, 0, 1, closed="left"), "array-like"],
+        # fastbp's own: a tqdm bar of the epochs when stderr is a terminal.
+        "progress": ["boolean"],
     }
     _parameter_constraints.pop("loss")
 
@@ -93,6 +100,7 @@ class _BaseMLP(BaseEstimator):
         max_fun: int,
         n_threads: int | None,
         dropout: Any = 0.0,
+        progress: bool = False,
     ) -> None:
         self.activation = activation
         self.solver = solver
@@ -120,6 +128,7 @@ class _BaseMLP(BaseEstimator):
         self.max_fun = max_fun
         self.n_threads = n_threads
         self.dropout = dropout
+        self.progress = progress
 
     def _validate_params(self) -> None:
         super()._validate_params()
@@ -179,15 +188,32 @@ class _BaseMLP(BaseEstimator):
         sample_weight: Any = None,
         incremental: bool = False,
         txn: Transaction | None = None,
+        validation_data: Any = None,
     ) -> Any:
         if txn is None:  # a direct call: the public methods open the transaction
             with Transaction(self) as txn:
-                return self._fit(X, y, sample_weight, incremental, txn)
+                return self._fit(X, y, sample_weight, incremental, txn, validation_data)
         hidden_layer_sizes = check_hidden_layer_sizes(self.hidden_layer_sizes)
         check_dropout(self, len(hidden_layer_sizes))
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
-        X, y = self._validate_input(X, y, incremental, reset=first_pass)
+        check_validation_request(self, validation_data)
+        X, y, labels = self._validate_input(X, y, incremental, reset=first_pass)
+        if scipy.sparse.issparse(X):
+            # Checked (index arrays, not only values) and made CSR once, before
+            # anything indexes it: see fastbp.engine.sparse for what is copied.
+            X = check_csr("X", X, X.dtype)
         n_features = X.shape[1]
+        if getattr(self, "class_weight", None) is not None:
+            # In float64, as a user's sample_weight * class weights would be (then in
+            # X's dtype below).
+            if sample_weight is not None:
+                sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
+            factor = self._class_sample_weight(labels, sample_weight, incremental)
+            if sample_weight is None:
+                sample_weight = factor
+            else:
+                with np.errstate(invalid="ignore"):  # infinite weight of a 0-weight class
+                    sample_weight = np.where(sample_weight == 0, 0.0, sample_weight * factor)
         if sample_weight is not None:
             with np.errstate(invalid="ignore", over="ignore"):  # as in _validate_data
                 sample_weight = _check_sample_weight(sample_weight, X)
@@ -201,8 +227,9 @@ class _BaseMLP(BaseEstimator):
             self._initialize(y, layer_units, X.dtype)
         else:
             check_architecture(self, layer_units)
+        validation = None if validation_data is None else self._validation_set(validation_data)
         if self.solver in STOCHASTIC_SOLVERS:
-            diverged = fit_stochastic(self, X, y, sample_weight, incremental, txn)
+            diverged = fit_stochastic(self, X, y, sample_weight, incremental, txn, validation)
         else:
             diverged = fit_lbfgs(self, X, y, sample_weight, txn)
         if diverged or not all(
@@ -214,6 +241,32 @@ class _BaseMLP(BaseEstimator):
                 " contain large values and need to be preprocessed."
             )
         return self
+
+    def _validation_set(self, validation_data: Any) -> tuple:
+        """``validation_data`` as (X_val, y_val, sample_weight_val or None), checked
+        against the network as fitted so far: its columns and feature names, its
+        classes (classifier) or number of outputs (regressor). Errors name
+        ``validation_data``."""
+        X_val, y_val, *rest = validation_data
+        sw_val = rest[0] if rest else None
+        try:
+            X_val, y_val = validate(
+                self,
+                X_val,
+                y_val,
+                reset=False,
+                accept_sparse=["csr", "csc"],
+                multi_output=True,
+                y_numeric=not is_classifier(self),
+                dtype=(np.float64, np.float32),
+            )
+            y_val = self._validation_targets(y_val)
+            if sw_val is not None:
+                with np.errstate(invalid="ignore", over="ignore"):
+                    sw_val = _check_sample_weight(sw_val, X_val)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"validation_data: {exc}") from exc
+        return X_val, y_val, sw_val
 
     def _layout(self) -> engine.Layout:
         """The engine's layout of the fitted network (scikit-learn's packed order)."""
@@ -231,7 +284,7 @@ class _BaseMLP(BaseEstimator):
         """``coefs_`` and ``intercepts_`` become views of the flat ``params``."""
         self.coefs_, self.intercepts_ = layout.views(params)
 
-    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> Any:
+    def fit(self, X: Any, y: Any, sample_weight: Any = None, *, validation_data: Any = None) -> Any:
         """Fit the model to data matrix X and target(s) y.
 
         Parameters
@@ -243,6 +296,12 @@ class _BaseMLP(BaseEstimator):
             regression).
         sample_weight : array-like of shape (n_samples,), default=None
             Sample weights.
+        validation_data : tuple (X_val, y_val) or (X_val, y_val, sample_weight_val), \
+default=None
+            fastbp's own: the validation set of early stopping (solver 'sgd' or
+            'adam' with ``early_stopping=True``), in place of the
+            ``validation_fraction`` split: all of X trains. X_val must have X's
+            columns, y_val only classes (or the number of outputs) of y.
 
         Returns
         -------
@@ -251,7 +310,7 @@ class _BaseMLP(BaseEstimator):
         """
         self._validate_params()
         with Transaction(self) as txn:
-            return self._fit(X, y, sample_weight, incremental=False, txn=txn)
+            return self._fit(X, y, sample_weight, False, txn, validation_data)
 
     def _check_score_args(self, X: Any, y: Any, sample_weight: Any) -> None:
         """What score checks before predicting: X as predict does, then the lengths
@@ -268,6 +327,59 @@ class _BaseMLP(BaseEstimator):
                 " optimizers. %s is not stochastic." % self.solver
             )
         return True
+
+    # -- export ----------------------------------------------------------------------
+
+    # Fitted state scikit-learn's estimators have besides the public attributes.
+    _SKLEARN_PRIVATE = (
+        "_label_binarizer",
+        "_best_coefs",
+        "_best_intercepts",
+        "_no_improvement_count",
+    )
+    # fastbp's own fitted attributes, which scikit-learn's estimators do not have.
+    _FASTBP_ATTRIBUTES = ("stopped_",)
+
+    def to_sklearn(self) -> Any:
+        """The fitted model as scikit-learn's estimator of the same name.
+
+        The result has the same weights (copies, in their dtype), classes,
+        output activation and other fitted attributes, and the parameters
+        scikit-learn's estimator takes (fastbp's own, such as ``n_threads`` and
+        ``class_weight``, are left out). Its predictions equal fastbp's (see the
+        tests for where float rounding may differ). It does not share the
+        optimizer state: a ``partial_fit`` on it starts a fresh optimizer.
+
+        Returns
+        -------
+        sklearn.neural_network.MLPClassifier or MLPRegressor
+            A new fitted estimator; this one is not changed.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            If this estimator is not fitted.
+        ValueError
+            If its activation is one of fastbp's that scikit-learn does not have.
+        """
+        check_is_fitted(self)
+        cls = getattr(_skl_nn, type(self).__name__)
+        if self.activation not in _SKLEARN_ACTIVATIONS:
+            raise ValueError(
+                "activation=%r is fastbp's own: scikit-learn's %s has %s."
+                % (self.activation, cls.__name__, sorted(_SKLEARN_ACTIVATIONS))
+            )
+        names = cls().get_params(deep=False)
+        params = {k: v for k, v in self.get_params(deep=False).items() if k in names}
+        est = cls(**copy.deepcopy(params))
+        for name, value in vars(self).items():
+            public = name.endswith("_") and not name.startswith("_")
+            if (public and name not in self._FASTBP_ATTRIBUTES) or name in self._SKLEARN_PRIVATE:
+                setattr(est, name, copy.deepcopy(value))
+        # Contiguous copies, not views of one flat vector.
+        est.coefs_ = [np.array(c) for c in self.coefs_]
+        est.intercepts_ = [np.array(b) for b in self.intercepts_]
+        return est
 
     # -- prediction ------------------------------------------------------------------
 

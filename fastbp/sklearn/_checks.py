@@ -15,13 +15,15 @@ from sklearn.utils.validation import validate_data
 
 from fastbp._validation import all_finite
 from fastbp.engine.dropout import check_rates
+from fastbp.engine.sparse import check_csr
 
 
-def train_x(x: Any, dtype: np.dtype) -> np.ndarray:
+def train_x(x: Any, dtype: np.dtype) -> Any:
     """Training samples for the kernels: C-contiguous in ``dtype``, not copied when
-    they already are (a read-only ``numpy.memmap`` included)."""
+    they already are (a read-only ``numpy.memmap`` included); a sparse matrix as a
+    checked CSR matrix in ``dtype``, never densified (:mod:`fastbp.engine.sparse`)."""
     if scipy.sparse.issparse(x):
-        x = x.toarray()
+        return check_csr("X", x, dtype)
     return np.ascontiguousarray(x, dtype=dtype)
 
 
@@ -103,3 +105,29 @@ def check_dropout(est: Any, n_hidden: int) -> np.ndarray:
             "solver='lbfgs'." % (est.dropout,)
         )
     return rates
+
+
+def check_validation_request(est: Any, validation_data: Any) -> None:
+    """``validation_data`` is None, or a tuple of 2 or 3 for early stopping with a
+    stochastic solver (its arrays are checked once X is)."""
+    if validation_data is None:
+        return
+    if est.solver not in ("sgd", "adam"):
+        raise ValueError(
+            "validation_data is the validation set of early stopping, which solver=%r "
+            "does not do: use solver='sgd' or 'adam'." % est.solver
+        )
+    if not est.early_stopping:
+        raise ValueError(
+            "validation_data is the validation set of early stopping: set "
+            "early_stopping=True to use it."
+        )
+    is_sequence = isinstance(validation_data, tuple | list)
+    if not is_sequence or len(validation_data) not in (2, 3):
+        what = type(validation_data).__name__
+        if is_sequence:
+            what += " of length %d" % len(validation_data)
+        raise TypeError(
+            "validation_data must be a tuple (X_val, y_val) or (X_val, y_val, "
+            "sample_weight_val), got a %s." % what
+        )

@@ -13,6 +13,8 @@ from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import assert_all_finite, column_or_1d
+from sklearn.utils._param_validation import StrOptions
+from sklearn.utils.class_weight import compute_class_weight, compute_sample_weight
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import check_is_fitted
@@ -63,6 +65,20 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Threads for this estimator's fits and predictions (fastbp's own; an
         explicit count wins over every limit). None: fastbp's thread budget, the
         CPUs the process may use (:func:`fastbp.thread_info` says how many, and why).
+    progress : bool, default=False
+        fastbp's own: a tqdm bar of fit's epochs ('lbfgs': iterations) on stderr
+        with the loss and, with early stopping, the validation score; shown only
+        when stderr is a terminal (and not by partial_fit). ``verbose`` prints
+        scikit-learn's lines all the same.
+    class_weight : dict, 'balanced' or None, default=None
+        fastbp's own, as in scikit-learn's LogisticRegression: each sample's weight
+        is multiplied by its class's weight, ``{label: weight}`` (1 for a class not
+        in the dict; a key that is no class is an error) or 'balanced',
+        ``n_samples / (n_classes * np.bincount(y))`` with the classes counted by
+        sample weight. A fit is the fit with
+        ``sample_weight=compute_sample_weight(class_weight, y)`` (times the sample
+        weights, for a dict), bit for bit. partial_fit takes a dict only, as
+        SGDClassifier: with 'balanced' it is unavailable (AttributeError).
     dropout : float in [0, 1) or sequence of floats, default=0.0
         fastbp's own: inverted dropout on the hidden layers while training with
         'sgd' or 'adam' (refused with 'lbfgs'): each hidden unit of each sample of
@@ -82,7 +98,20 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     t_, n_iter_, n_layers_, n_outputs_, out_activation_, n_features_in_,
     feature_names_in_
         As in scikit-learn.
+    stopped_ : bool
+        fastbp's own, set by 'sgd' and 'adam': True when the stopping rule
+        (``n_iter_no_change`` epochs without improving the validation score, or
+        the training loss without early stopping) ended the last call to fit or
+        partial_fit. A partial_fit with ``validation_data`` then leaves the best
+        epoch's weights, as fit does; another call trains on from them, with a
+        fresh count of epochs without improvement.
     """
+
+    _parameter_constraints: ClassVar[dict] = {
+        **_BaseMLP._parameter_constraints,
+        # fastbp's own, as in scikit-learn's linear models.
+        "class_weight": [StrOptions({"balanced"}), dict, None],
+    }
 
     def __init__(
         self,
@@ -111,6 +140,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         n_iter_no_change: Any = 10,
         max_fun: int = 15000,
         n_threads: int | None = None,
+        progress: bool = False,
+        class_weight: Any = None,
         dropout: Any = 0.0,
     ) -> None:
         super().__init__(
@@ -139,8 +170,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             n_iter_no_change=n_iter_no_change,
             max_fun=max_fun,
             n_threads=n_threads,
+            progress=progress,
             dropout=dropout,
         )
+        self.class_weight = class_weight
 
     def _validate_input(self, X: Any, y: Any, incremental: bool, reset: bool) -> tuple:
         X, y = validate(
@@ -172,8 +205,59 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                     "`y` has classes not in `self.classes_`. "
                     f"`self.classes_` has {self.classes_}. 'y' has {classes}."
                 )
+        labels = y
         y = self._label_binarizer.transform(y).astype(bool)
-        return X, y
+        return X, y, labels
+
+    def _class_sample_weight(
+        self, y: np.ndarray, sample_weight: np.ndarray | None, incremental: bool
+    ) -> np.ndarray:
+        """Each sample's weight from ``class_weight``, as scikit-learn's
+        LogisticRegression computes it: ``compute_class_weight(class_weight,
+        classes=classes_, y=y, sample_weight=sample_weight)`` at each sample's class.
+        'balanced' thus counts the classes by weight (a weight of 2 is a repeated
+        sample); without sample weights, and always with a dict, this is
+        ``compute_sample_weight(class_weight, y)``, which multilabel targets get.
+        On partial_fit (a dict only: see ``_check_partial_fit``) a batch need not
+        hold every class of ``classes_``."""
+        class_weight = self.class_weight
+        if y.ndim != 1:
+            return compute_sample_weight(class_weight, y)
+        if isinstance(class_weight, dict):
+            # scikit-learn ignores a key that no class has: a typo would weigh nothing.
+            known = set(self.classes_.tolist())
+            unknown = [key for key in class_weight if key not in known]
+            if unknown:
+                where = "classes_" if incremental else "y"
+                raise ValueError(
+                    f"class_weight has classes {unknown} that are not in {where} "
+                    f"(classes {self.classes_.tolist()})."
+                )
+        # A class of weight 0 gets an infinite 'balanced' weight, never used.
+        with np.errstate(divide="ignore"):
+            weights = compute_class_weight(
+                class_weight, classes=self.classes_, y=y, sample_weight=sample_weight
+            )
+        return weights[np.searchsorted(self.classes_, y)]
+
+    def _validation_targets(self, y: np.ndarray) -> np.ndarray:
+        """y_val checked against the fitted classes (see ``_validation_set``)."""
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if self._label_binarizer.y_type_.startswith("multilabel"):
+            if type_of_target(y) != "multilabel-indicator" or y.shape[1] != len(self.classes_):
+                raise ValueError(
+                    f"y_val must be a label indicator matrix of {len(self.classes_)} "
+                    f"columns, as y, got {type_of_target(y)} targets of shape {y.shape}."
+                )
+            return y
+        unknown = np.setdiff1d(unique_labels(y), self.classes_)
+        if len(unknown):
+            raise ValueError(
+                f"y_val has classes {unknown.tolist()} that the classifier does not "
+                f"have (classes_ {self.classes_.tolist()})."
+            )
+        return y
 
     def _score_function(self, y: Any, y_pred: Any, sample_weight: Any = None) -> float:
         return accuracy_score(y, y_pred, sample_weight=sample_weight)
@@ -207,9 +291,34 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         check_is_fitted(self)
         return self._output_to_prediction(self._forward_pass_fast(X))
 
-    @available_if(lambda est: est._check_solver())
+    def _check_partial_fit(self) -> bool:
+        """partial_fit's availability: a stochastic solver, and no 'balanced' class
+        weights (SGDClassifier's message; an AttributeError, as for 'lbfgs', so that
+        ``hasattr(est, "partial_fit")`` tells)."""
+        self._check_solver()
+        if isinstance(self.class_weight, str) and self.class_weight == "balanced":
+            raise AttributeError(
+                "class_weight 'balanced' is not supported for "
+                "partial_fit. In order to use 'balanced' weights,"
+                " use compute_class_weight('balanced', "
+                "classes=classes, y=y). "
+                "In place of y you can use a large enough sample "
+                "of the full training set target to properly "
+                "estimate the class frequency distributions. "
+                "Pass the resulting weights as the class_weight "
+                "parameter."
+            )
+        return True
+
+    @available_if(lambda est: est._check_partial_fit())
     def partial_fit(
-        self, X: Any, y: Any, sample_weight: Any = None, classes: Any = None
+        self,
+        X: Any,
+        y: Any,
+        sample_weight: Any = None,
+        classes: Any = None,
+        *,
+        validation_data: Any = None,
     ) -> MLPClassifier:
         """Update the model with a single iteration over the given data.
 
@@ -220,6 +329,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         sample_weight : array-like of shape (n_samples,), default=None
         classes : array of shape (n_classes,), default=None
             Classes across all calls to partial_fit; required on the first call.
+        validation_data : tuple (X_val, y_val[, sample_weight_val]), default=None
+            fastbp's own: early stopping across calls (see :meth:`fit` and the
+            ``stopped_`` attribute); required with ``early_stopping=True``.
 
         Returns
         -------
@@ -233,7 +345,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                     self._label_binarizer.fit(y)
                 else:
                     self._label_binarizer.fit(classes)
-            return self._fit(X, y, sample_weight, incremental=True, txn=txn)
+            return self._fit(X, y, sample_weight, True, txn, validation_data)
 
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
         """Mean accuracy of ``self.predict(X)`` against y, as scikit-learn's; X, y and
@@ -287,7 +399,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate,
     learning_rate_init, power_t, max_iter, shuffle, random_state, tol, verbose,
     warm_start, momentum, nesterovs_momentum, early_stopping, validation_fraction,
-    beta_1, beta_2, epsilon, n_iter_no_change, max_fun, n_threads, dropout
+    beta_1, beta_2, epsilon, n_iter_no_change, max_fun, n_threads, progress, dropout
         As in :class:`MLPClassifier` (and scikit-learn).
 
     Attributes
@@ -296,10 +408,13 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     best_validation_score_, t_, n_iter_, n_layers_, n_outputs_, out_activation_,
     n_features_in_, feature_names_in_
         As in scikit-learn; weights in the dtype of the training data.
+    stopped_ : bool
+        As in :class:`MLPClassifier`.
     """
 
     _parameter_constraints: ClassVar[dict] = {
         **_skl_nn.MLPRegressor._parameter_constraints,
+        "progress": ["boolean"],
         "dropout": _BaseMLP._parameter_constraints["dropout"],
     }
 
@@ -331,6 +446,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         n_iter_no_change: Any = 10,
         max_fun: int = 15000,
         n_threads: int | None = None,
+        progress: bool = False,
         dropout: Any = 0.0,
     ) -> None:
         super().__init__(
@@ -359,6 +475,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             n_iter_no_change=n_iter_no_change,
             max_fun=max_fun,
             n_threads=n_threads,
+            progress=progress,
             dropout=dropout,
         )
 
@@ -384,7 +501,18 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             assert_all_finite(y, input_name="y")
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
-        return X, y
+        return X, y, None
+
+    def _validation_targets(self, y: np.ndarray) -> np.ndarray:
+        """y_val checked against the fitted outputs (see ``_validation_set``)."""
+        if y.dtype.kind not in "biuf":
+            raise TypeError("y_val must be numeric, got dtype %s." % y.dtype)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        n_outputs = 1 if y.ndim == 1 else y.shape[1]
+        if n_outputs != self.n_outputs_:
+            raise ValueError("y_val has %d output(s), y has %d." % (n_outputs, self.n_outputs_))
+        return y
 
     def _score_function(self, y: Any, y_pred: Any, sample_weight: Any = None) -> float:
         return r2_score(y, y_pred, sample_weight=sample_weight)
@@ -418,7 +546,9 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     # scikit-learn's regressor checks ``est._check_solver`` without calling it, so
     # partial_fit is always available on the regressor: kept for parity.
     @available_if(lambda est: est._check_solver)
-    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPRegressor:
+    def partial_fit(
+        self, X: Any, y: Any, sample_weight: Any = None, *, validation_data: Any = None
+    ) -> MLPRegressor:
         """Update the model with a single iteration over the given data.
 
         Parameters
@@ -426,6 +556,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
         y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
         sample_weight : array-like of shape (n_samples,), default=None
+        validation_data : tuple (X_val, y_val[, sample_weight_val]), default=None
+            As in :meth:`MLPClassifier.partial_fit`.
 
         Returns
         -------
@@ -433,7 +565,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         """
         self._validate_params()
         with Transaction(self) as txn:
-            return self._fit(X, y, sample_weight, incremental=True, txn=txn)
+            return self._fit(X, y, sample_weight, True, txn, validation_data)
 
 
 def _check_partial_fit_first_call(clf: Any, classes: Any = None) -> bool:

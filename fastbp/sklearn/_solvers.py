@@ -24,6 +24,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 
 from fastbp import engine
+from fastbp._progress import terminal_progress_bar
 from fastbp._threads import compute_threads
 from fastbp._validation import all_finite
 from fastbp.engine import optimizers
@@ -61,9 +62,13 @@ def fit_lbfgs(
         return value, grads.astype(np.float64)
 
     iteration = [0]
+    bar = terminal_progress_bar(est.progress, est.max_iter, unit="iteration")
 
     def record(intermediate_result: Any) -> None:
         iteration[0] += 1
+        if bar is not None:
+            bar.set_postfix(loss=f"{intermediate_result.fun:.6g}", refresh=False)
+            bar.update(1)
         x_k = intermediate_result.x
         with np.errstate(over="ignore"):
             finite = all_finite(x_k) and all_finite(x_k.astype(dtype))
@@ -73,7 +78,10 @@ def fit_lbfgs(
             last[2] = intermediate_result.fun
 
     txn.commit()
-    with compute_threads(layout.sizes, x.shape[0], est.n_threads):
+    with (
+        compute_threads(layout.sizes, x.shape[0], est.n_threads),
+        contextlib.nullcontext() if bar is None else bar,
+    ):
         opt_res = scipy.optimize.minimize(
             loss_grad,
             start,
@@ -157,6 +165,7 @@ def fit_stochastic(
     sample_weight: np.ndarray | None,
     incremental: bool,
     txn: Transaction,
+    validation: tuple | None = None,
 ) -> bool:
     """Train by SGD or Adam; True if it left non-finite weights.
 
@@ -168,10 +177,16 @@ def fit_stochastic(
     always. Ctrl-C (SIGINT in the main thread) stops the fit within one step,
     which then returns with the weights of the last complete step, as
     scikit-learn's returns after the current batch.
+
+    ``validation`` (X_val, y_val, sample_weight_val), the user's validation set,
+    replaces scikit-learn's split; with it, partial_fit does early stopping too:
+    each call is one epoch, scored on it, and when the stopping rule fires the
+    weights become the best ones and ``stopped_`` is True.
     """
-    if est.early_stopping and incremental:
+    if est.early_stopping and incremental and validation is None:
         # Checked first, before the optimizer is touched (scikit-learn raises
-        # this same error after creating one).
+        # this same error after creating one); its words, though fastbp's
+        # partial_fit does early stopping with validation_data.
         raise ValueError("partial_fit does not support early_stopping=True")
     layout, params = est._engine_state()  # in the weights' dtype: X's on a first fit
     dtype = params.dtype
@@ -180,7 +195,11 @@ def fit_stochastic(
     opt = est._optimizer
     est._continue_stochastic()
     early_stopping = est.early_stopping
-    if early_stopping:
+    if validation is not None:
+        X_train, y_train, sw_train = X, y, sample_weight
+        X_val, y_val, sw_val = validation
+        x_val = train_x(X_val, dtype)
+    elif early_stopping:
         X_train, y_train, sw_train, X_val, y_val, sw_val = _split_validation(
             est, X, y, sample_weight
         )
@@ -234,6 +253,9 @@ def fit_stochastic(
     opt.astype(dtype)  # weights set by hand in another dtype (after commit: in place)
     good = Checkpoint(est, params, opt)
     est.n_iter_ = 0
+    est.stopped_ = stopping = False
+    # (not for partial_fit: one bar per call of a loop would be a line per call)
+    bar = terminal_progress_bar(est.progress and not incremental, est.max_iter)
     runs = trainer.run(est.max_iter)
     try:
         for _, losses in runs:  # one epoch at a time (per_epoch)
@@ -262,6 +284,8 @@ def fit_stochastic(
                 if not stopping:
                     est._no_improvement_count = 0
             good.save_if_finite()
+            if bar is not None:
+                _show_epoch(bar, est, early_stopping)
             if stopping or incremental:
                 break
             if est.n_iter_ == est.max_iter:
@@ -277,15 +301,26 @@ def fit_stochastic(
     finally:
         with contextlib.suppress(KeyboardInterrupt):
             runs.close()
+        if bar is not None:
+            bar.close()
         # Whatever ended the fit (an exception included), no weight is left
         # non-finite: back to the last epoch that ended with finite ones.
         diverged = not all_finite(params)
         if diverged:
             # With early stopping, scikit-learn's bookkeeping (the epochs run,
             # the validation scores) stays: fit ends with the best weights.
-            good.restore(bookkeeping=not early_stopping)
+            # (partial_fit's epoch is undone whole: the call changes nothing.)
+            good.restore(bookkeeping=incremental or not early_stopping)
         est._set_params(layout, params)
+    est.stopped_ = stopping
+    if early_stopping and incremental and not stopping:
+        # partial_fit trains on from its latest weights, the best ones only once
+        # the stopping rule fires; an error only if they are not finite.
+        return diverged
     if early_stopping:
+        if incremental:
+            # Patience starts over from the best weights if training goes on.
+            est._no_improvement_count = 0
         # As scikit-learn, the best weights; an error only if they are not finite
         # (a classifier's accuracy can improve on non-finite weights), and then
         # the best weights as of the last epoch that ended with finite ones.
@@ -315,6 +350,15 @@ def _dropout(est: Any, n_hidden: int, incremental: bool) -> engine.Dropout | Non
     key = est._random_state.randint(np.iinfo(np.int64).max, dtype=np.int64)
     est._dropout = engine.Dropout(rates, int(key))
     return est._dropout
+
+
+def _show_epoch(bar: Any, est: Any, early_stopping: bool) -> None:
+    """One more epoch on the progress bar, with its loss (and validation score)."""
+    postfix = {"loss": f"{est.loss_:.6g}"}
+    if early_stopping:
+        postfix["val"] = f"{est.validation_scores_[-1]:.6g}"
+    bar.set_postfix(postfix, refresh=False)
+    bar.update(1)
 
 
 def _update_no_improvement_count(

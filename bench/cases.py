@@ -500,6 +500,45 @@ def build_adam_update(rng, shape, dtype, fortran):
     )
 
 
+def build_dropout_rows(rng, shape, dtype, fortran):
+    m, k, _ = shape
+    x = _array(rng, (m, k), dtype)
+    x[rng.uniform(size=(m, k)) < 0.3] = 0  # zeros count for nothing
+    rows = np.zeros(m, dtype=np.uint64)
+    state = np.array([2**63 + 11, 5], dtype=np.uint64)
+    # uint64 outputs, compared as floats here: a wrong key (a mix64 output) is ~2**63
+    # away from the right one; tests/test_dropout.py compares them bit for bit.
+    return KernelCall([x, rows, state], {1: ("elementwise", None), 2: ("elementwise", None)})
+
+
+def _dropout_rows_of(rng, m):
+    return rng.integers(0, 2**63, m, dtype=np.int64).astype(np.uint64)
+
+
+def build_dropout_forward(rng, shape, dtype, fortran):
+    m, _, n = shape
+    a = _array(rng, (m, n), dtype)
+    before, mask = np.zeros_like(a), np.zeros_like(a)
+    rate = 0.3
+    threshold = np.uint64(kernels.dropout_threshold(rate))
+    args = [a, before, mask, _dropout_rows_of(rng, m), 1, threshold, 1 / (1 - rate)]
+    scale = _abs64(a) / (1 - rate)
+    return KernelCall(
+        args,
+        {0: ("elementwise", scale), 1: ("elementwise", _abs64(a)), 2: ("elementwise", None)},
+    )
+
+
+def build_dropout_backward(rng, shape, dtype, fortran):
+    m, _, n = shape
+    delta, a, before = (_array(rng, (m, n), dtype) for _ in range(3))
+    mask = np.where(rng.uniform(size=(m, n)) < 0.3, 0.0, 2.0).astype(dtype)
+    scale = 2 * _abs64(delta)
+    return KernelCall(
+        [delta, mask, a, before], {0: ("elementwise", scale), 2: ("elementwise", None)}
+    )
+
+
 def _csr_batch(rng, m, k, dtype):
     """(data, indices, indptr, order, start) of a batch of m rows of a CSR matrix with
     m + 3 rows and k columns (about a third stored), in a shuffled order; and the
@@ -634,6 +673,17 @@ KERNEL_TABLE: tuple[KernelRow, ...] = (
         two_d=False,
         bench=lambda layer: "",
         per_layer=False,
+    ),
+    KernelRow(kernels.dropout_rows, reference.dropout_rows, build_dropout_rows, {"": ()}, False),
+    KernelRow(
+        kernels.dropout_forward, reference.dropout_forward, build_dropout_forward, {"": ()}, False
+    ),
+    KernelRow(
+        kernels.dropout_backward,
+        reference.dropout_backward,
+        build_dropout_backward,
+        {"": ()},
+        False,
     ),
     # The sparse first layer (CSR input): only tests call these.
     *(

@@ -11,7 +11,9 @@ Arguments travel in named bundles (``typing.NamedTuple``, which Numba compiles a
 structs):
 
 :class:`Net`        the layout: widths, offsets, activation codes.
-:class:`Buffers`    params, grads, acts, deltas (flat, one float dtype).
+:class:`Buffers`    params, grads, acts, deltas (flat, one float dtype), and
+                    None or a :class:`Dropout` (masks drawn in the loop, for the
+                    hidden layers: training only).
 :class:`Data`       the rows (x, y, sample weights), the epochs' row orders, the
                     batch size, and gather buffers for shuffled or strided rows;
                     or :class:`SparseData`, the same for the rows of a CSR matrix,
@@ -31,7 +33,8 @@ switches below (``_output_delta``, ``_layer_backward``, ``_update``...) are
 :func:`fastbp._jit.mode_switch` functions: Numba picks their body from those types
 while typing, so a compiled variant contains only its own mode's kernels
 (``tests/test_compiled_modes.py`` checks that fastbp.Network's loop holds no
-Adam or momentum update and no scikit-learn loss).
+Adam or momentum update and no scikit-learn loss). Dropout is chosen the same
+way, by the type of ``bufs.dropout``: the loop without it holds no dropout code.
 
 FusedSGD (fastbp.Network) applies plain SGD inside the backward pass
 (``kernels.dense_backward_sgd``: BLAS gemm with alpha = -lr, beta = 1), and stops a
@@ -75,12 +78,39 @@ class Net(NamedTuple):
 
 
 class Buffers(NamedTuple):
-    """params, grads (n_params,); acts, deltas (capacity * n_units,). One float dtype."""
+    """params, grads (n_params,); acts, deltas (capacity * n_units,). One float dtype.
+
+    ``dropout``: None, or a :class:`Dropout` applied to the hidden layers whenever
+    the loop trains (and by :func:`loss_grad`).
+    """
 
     params: np.ndarray
     grads: np.ndarray
     acts: np.ndarray
     deltas: np.ndarray
+    dropout: Dropout | None = None
+
+
+class Dropout(NamedTuple):
+    """Inverted dropout on the hidden layers (``kernels.dropout_forward``).
+
+    threshold (L - 1,) uint64: hidden layer l's ``kernels.dropout_threshold`` (0:
+    not dropped); scale (L - 1,) float64: ``1 / (1 - rate_l)``; state (2,) uint64:
+    the generator's key and step counter (advanced by every forward pass); rows
+    (capacity,) uint64: the batch's row keys (``kernels.dropout_rows``); mask,
+    before (capacity * n_units,) in the params' dtype, laid out as ``acts``: each hidden
+    layer's last mask, and its activations before dropout. Between the forward
+    pass and the backward pass, a hidden layer's slot of ``acts`` holds its dropped
+    activations (what the layer above reads); the backward pass puts back the
+    activations before dropout as it reaches the layer (its derivative needs them).
+    """
+
+    threshold: np.ndarray
+    scale: np.ndarray
+    state: np.ndarray
+    rows: np.ndarray
+    mask: np.ndarray
+    before: np.ndarray
 
 
 class Data(NamedTuple):
@@ -297,6 +327,77 @@ def _update_impl(opt, params, grads, threads):
     return lambda opt, params, grads, threads: None
 
 
+def _dropout_rows(dropout, x):
+    """Start a forward pass on input rows x: this step's row keys (with dropout)."""
+
+
+@mode_switch(_dropout_rows)
+def _dropout_rows_impl(dropout, x):
+    if dropout is types.none:
+        return lambda dropout, x: None
+    if _is(x, SparseRows):
+
+        def sparse(dropout, x):
+            kernels._dropout_rows_sparse(
+                x.data, x.indices, x.indptr, x.order, x.start, x.shape[0], dropout.rows,
+                dropout.state,
+            )  # fmt: skip
+
+        return sparse
+    return lambda dropout, x: kernels.dropout_rows(x, dropout.rows, dropout.state)
+
+
+def _dropout_forward(dropout, a, offset, layer):
+    """Apply a fresh mask to hidden layer ``layer``'s activations ``a`` (m, n), in
+    place (at ``offset`` in ``acts``), keeping them as they were in ``dropout.before``;
+    nothing without dropout."""
+
+
+@mode_switch(_dropout_forward)
+def _dropout_forward_impl(dropout, a, offset, layer):
+    if dropout is types.none:
+        return lambda dropout, a, offset, layer: None
+
+    def impl(dropout, a, offset, layer):
+        if dropout.threshold[layer] != 0:
+            m, n = a.shape
+            kernels.dropout_forward(
+                a,
+                _views.block(dropout.before, offset, m, n),
+                _views.block(dropout.mask, offset, m, n),
+                dropout.rows,
+                layer,
+                dropout.threshold[layer],
+                dropout.scale[layer],
+            )
+
+    return impl
+
+
+def _dropout_backward(dropout, delta, a, offset, layer):
+    """After the layer above hidden layer ``layer`` has read its dropped activations
+    ``a`` and written ``delta`` (m, n), dJ/d(what it read): make delta dJ/da and put
+    back a as before dropout; nothing without dropout."""
+
+
+@mode_switch(_dropout_backward)
+def _dropout_backward_impl(dropout, delta, a, offset, layer):
+    if dropout is types.none:
+        return lambda dropout, delta, a, offset, layer: None
+
+    def impl(dropout, delta, a, offset, layer):
+        if dropout.threshold[layer] != 0:
+            m, n = a.shape
+            kernels.dropout_backward(
+                delta,
+                _views.block(dropout.mask, offset, m, n),
+                a,
+                _views.block(dropout.before, offset, m, n),
+            )
+
+    return impl
+
+
 def _first_forward(x, w, b, out, activation, threads):
     """The first layer's forward pass: dense x, or :class:`SparseRows`."""
 
@@ -413,18 +514,22 @@ def l2_term(params, sizes, w_off):
 
 
 @jit_inline
-def forward_pass(x, net, params, acts, objective, threads):
-    """Fill each layer's slot in ``acts`` for input x (m, n_0), m <= capacity."""
+def forward_pass(x, net, params, acts, objective, threads, dropout):
+    """Fill each layer's slot in ``acts`` for input x (m, n_0), m <= capacity; with
+    ``dropout`` (a :class:`Dropout`, else None), the hidden layers' slots end up
+    dropped (see :class:`Dropout`)."""
     m = x.shape[0]
     sizes, w_off, b_off, a_off = net.sizes, net.w_off, net.b_off, net.a_off
     w = _views.block(params, w_off[0], sizes[0], sizes[1])
     b = _views.vector(params, b_off[0], sizes[1])
     out = _views.block(acts, a_off[0], m, sizes[1])
     _first_forward(x, w, b, out, net.activations[0], threads)
+    _dropout_rows(dropout, x)
     for layer in range(1, sizes.size - 1):
         w = _views.block(params, w_off[layer], sizes[layer], sizes[layer + 1])
         b = _views.vector(params, b_off[layer], sizes[layer + 1])
         a_prev = _views.block(acts, a_off[layer - 1], m, sizes[layer])
+        _dropout_forward(dropout, a_prev, a_off[layer - 1], layer - 1)
         out = _views.block(acts, a_off[layer], m, sizes[layer + 1])
         kernels.dense_forward(a_prev, w, b, out, net.activations[layer], threads)
     _output_transform(objective, out)
@@ -465,6 +570,7 @@ def backward_pass(x, y, sw, net, bufs, objective, opt, threads):
             _layer_backward(
                 opt, delta, a, a_prev, w, b, dw, db, delta_prev, activation, decay, threads
             )
+            _dropout_backward(bufs.dropout, delta_prev, a_prev, a_off[layer - 1], layer - 1)
         else:
             none_below = _views.block(deltas, 0, 0, sizes[0])
             _first_backward(opt, delta, a, x, w, b, dw, db, none_below, activation, decay, threads)
@@ -473,14 +579,14 @@ def backward_pass(x, y, sw, net, bufs, objective, opt, threads):
 
 @jit
 def forward(x, net, params, acts, objective, threads):
-    """:func:`forward_pass` for Python callers (prediction)."""
-    forward_pass(x, net, params, acts, objective, threads)
+    """:func:`forward_pass` for Python callers (prediction: no dropout)."""
+    forward_pass(x, net, params, acts, objective, threads, None)
 
 
 @jit
 def loss_grad(x, y, sw, net, bufs, objective, threads):
     """J and dJ/dparams (into ``bufs.grads``) on one batch of C-contiguous rows."""
-    forward_pass(x, net, bufs.params, bufs.acts, objective, threads)
+    forward_pass(x, net, bufs.params, bufs.acts, objective, threads, bufs.dropout)
     return backward_pass(x, y, sw, net, bufs, objective, None, threads)
 
 
@@ -506,7 +612,7 @@ def gather_weights(sw, order, start, m, dst):
 @jit_inline
 def _step(x, y, sw, net, bufs, objective, opt, threads):
     """One batch: forward, backward, update. Returns the batch's J."""
-    forward_pass(x, net, bufs.params, bufs.acts, objective, threads)
+    forward_pass(x, net, bufs.params, bufs.acts, objective, threads, bufs.dropout)
     J = backward_pass(x, y, sw, net, bufs, objective, opt, threads)
     _update(opt, bufs.params, bufs.grads, threads)
     return J

@@ -48,6 +48,7 @@ from typing import NamedTuple, TypeVar
 import numba
 import numpy as np
 from numba import prange
+from numba.cpython.unsafe.numbers import viewer
 from numba.extending import overload
 
 from fastbp import _views
@@ -861,6 +862,114 @@ def adam_update(param, grad, m, v, lr, beta_1, beta_2, epsilon, threads=None):
         _adam_serial(param, grad, m, v, lr, beta_1, beta_2, epsilon)
 
 
+# -- dropout ---------------------------------------------------------------------
+# Inverted dropout draws its masks from a counter-based generator (splitmix64's
+# output function ``mix64``, as Java's SplittableRandom): a unit's draw is a hash
+# of the generator's key, the step, the row's input values and the unit, so a mask
+# costs no allocation and no state but a step counter, the loops vectorise, and the
+# same key and step give the same masks. Keyed by the row's values rather than its
+# position, identical rows in a batch get the same masks, so a fit with integer
+# sample weights is the fit on rows repeated as often, with dropout too (as
+# scikit-learn's estimator checks require), whatever the order of the rows.
+
+DROPOUT_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+DROPOUT_MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
+DROPOUT_MIX_2 = np.uint64(0x94D049BB133111EB)
+#: A draw keeps its unit when its top 53 bits are >= the layer's threshold
+#: ``round(rate * 2**53)`` (:func:`dropout_threshold`).
+DROPOUT_BITS = 53
+
+
+def dropout_threshold(rate: float) -> int:
+    """The integer threshold of :func:`dropout_forward` for a dropout ``rate`` in [0, 1)."""
+    return round(rate * 2.0**DROPOUT_BITS)
+
+
+@jit_inline
+def _mix64(z):
+    z = (z ^ (z >> np.uint64(30))) * DROPOUT_MIX_1
+    z = (z ^ (z >> np.uint64(27))) * DROPOUT_MIX_2
+    return z ^ (z >> np.uint64(31))
+
+
+@jit_inline
+def _float_bits(v):
+    """The bits of v as a float64 (float32 values too: the same keys in either dtype)."""
+    return viewer(np.float64(v), numba.types.uint64)
+
+
+@jit_inline
+def _dropout_term(v, k):
+    """Entry (k, v) of a row's key: 0 for a zero (see :func:`dropout_rows`)."""
+    term = _mix64(_float_bits(v) + np.uint64(k + 1) * DROPOUT_GOLDEN)
+    return term if v != 0 else np.uint64(0)
+
+
+@jit
+def dropout_rows(x, rows, state):
+    """Each row's key for this step's masks, and the step counted.
+
+    x (m, n_0) the batch's input rows (C-contiguous); rows (>= m,) uint64; state
+    (2,) uint64 (key, step). ``rows[i] = mix64(sum_k mix64(bits(x[i, k]) + (k + 1)
+    * GOLDEN) ^ mix64(key + step * GOLDEN))``, the sum modulo 2**64 and over the
+    nonzero entries only (a sparse row's stored values give the same key), bits
+    those of the value as a float64 (float32 and float64 rows of equal values get
+    equal keys); then step += 1. Mutates rows[:m] and state[1].
+    """
+    m, n = x.shape
+    step = _mix64(state[0] + state[1] * DROPOUT_GOLDEN)
+    for i in range(m):
+        h = np.uint64(0)
+        for k in range(n):
+            h += _dropout_term(x[i, k], k)
+        rows[i] = _mix64(h ^ step)
+    state[1] = state[1] + np.uint64(1)
+
+
+@jit
+def dropout_forward(a, before, mask, rows, layer, threshold, scale):
+    """Inverted dropout of hidden layer ``layer``'s activations a (m, n), in place.
+
+    a, before, mask (m, n) C-contiguous, one float dtype; rows (>= m,) uint64 the
+    rows' keys (:func:`dropout_rows`); threshold uint64 (see
+    :func:`dropout_threshold`); scale ``1 / (1 - rate)`` (rounded to a's dtype).
+    Unit j of row i is kept when ``mix64(rows[i] + (layer * 2**32 + j + 1) *
+    GOLDEN) >> 11 >= threshold``: then ``mask = scale`` and ``a *= scale``, else
+    both become 0. ``before`` gets a as it was. Mutates a, before and mask.
+    """
+    m, n = a.shape
+    s = as_dtype_of(scale, a)
+    zero = as_dtype_of(0.0, a)
+    shift = np.uint64(64 - DROPOUT_BITS)
+    salt = np.uint64(layer) << np.uint64(32)
+    for i in range(m):
+        base = rows[i] + salt * DROPOUT_GOLDEN
+        for j in range(n):
+            u = _mix64(base + np.uint64(j + 1) * DROPOUT_GOLDEN)
+            v = a[i, j]
+            before[i, j] = v
+            if (u >> shift) >= threshold:
+                mask[i, j] = s
+                a[i, j] = v * s
+            else:
+                mask[i, j] = zero
+                a[i, j] = zero
+
+
+@jit
+def dropout_backward(delta, mask, a, before):
+    """Undo :func:`dropout_forward` for the backward pass: ``delta *= mask`` (dJ/da
+    from dJ/d(dropped a)) and ``a[:] = before``. All (m, n) C-contiguous. Mutates
+    delta and a."""
+    d = _views.flat(delta)
+    keep = _views.flat(mask)
+    dst = _views.flat(a)
+    src = _views.flat(before)
+    for k in range(d.size):
+        d[k] *= keep[k]
+        dst[k] = src[k]
+
+
 # -- sparse first layer ------------------------------------------------------------
 #
 # The first layer of a network trained on a SciPy CSR matrix (data, indices, indptr),
@@ -1034,3 +1143,17 @@ def sparse_backward_sgd(
     step = as_dtype_of(lr, b)
     for j in range(b.size):
         b[j] -= step * db[j]
+
+
+@jit
+def _dropout_rows_sparse(data, indices, indptr, order, start, m, rows, state):
+    """:func:`dropout_rows` for a batch of m CSR rows (the :func:`sparse_forward`
+    arguments): the keys of the same rows given dense, from their stored entries."""
+    step = _mix64(state[0] + state[1] * DROPOUT_GOLDEN)
+    for i in range(m):
+        r = _csr_row(order, start, i)
+        h = np.uint64(0)
+        for p in range(indptr[r], indptr[r + 1]):
+            h += _dropout_term(data[p], indices[p])
+        rows[i] = _mix64(h ^ step)
+    state[1] = state[1] + np.uint64(1)

@@ -313,6 +313,7 @@ class Network:
         *,
         progress: bool = False,
         callback: Callable[[int, float], Any] | None = None,
+        dropout: Any = 0.0,
     ) -> History:
         """Train by mini-batch gradient descent on the mean squared error.
 
@@ -338,6 +339,12 @@ class Network:
         callback : callable(epoch, loss), optional
             Called after each epoch, in order, with the epoch number (from 0) and
             its loss. Returning True stops training after that epoch.
+        dropout : float in [0, 1) or sequence of floats
+            Inverted dropout on the hidden layers during this fit: one rate, or
+            one per hidden layer (see :mod:`fastbp.engine.dropout`). The masks'
+            key is drawn from the network's seeded generator (only when a rate is
+            > 0: 0 is the fit without dropout, bit for bit). Prediction and
+            :meth:`loss` drop nothing.
 
         Returns
         -------
@@ -363,6 +370,10 @@ class Network:
         shuffle = check_bool("shuffle", shuffle)
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+        rates = engine.dropout.check_rates(dropout, self._layout.n_layers - 1)
+        masks = None
+        if rates.any():  # drawn last: a rejected call leaves the generator as it was
+            masks = engine.Dropout(rates, int(self._rng.integers(2**63)))
 
         n = x.shape[0]
         batch = n if batch_size is None else min(batch_size, n)
@@ -377,6 +388,7 @@ class Network:
             shuffle=self._shuffle if shuffle else None,
             stop_on_divergence=True,
             per_epoch=callback is not None,
+            dropout=masks,
         )
         losses = np.empty(epochs)
         bar = _progress_bar(epochs) if progress else None

@@ -17,6 +17,8 @@ no per-sample Python loops), readable line by line against the equations:
                 dW_l = A_{l-1}^T dZ_l,  db_l = sum over rows of dZ_l
                 dA_{l-1} = dZ_l W_l^T
     update      W_l -= lr * dW_l,  b_l -= lr * db_l
+    dropout     layer l + 1 reads M_l * A_l (M_l: 0 or 1 / (1 - p) per element),
+                and then dA_l = M_l * (dZ_{l+1} W_{l+1}^T)
 """
 
 from __future__ import annotations
@@ -26,7 +28,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fastbp.kernels import ACTIVATIONS, LOGISTIC, LOSSES
+from fastbp.kernels import (
+    ACTIVATIONS,
+    DROPOUT_BITS,
+    DROPOUT_GOLDEN,
+    DROPOUT_MIX_1,
+    DROPOUT_MIX_2,
+    LOGISTIC,
+    LOSSES,
+)
 
 # Entries by code (codes are positions in the registries).
 _ACTIVATION_OF = tuple(ACTIVATIONS.values())
@@ -130,27 +140,47 @@ def forward(
     weights: Sequence[np.ndarray],
     biases: Sequence[np.ndarray],
     acts: Sequence[np.ndarray] | None = None,
+    masks: Sequence[np.ndarray | None] | None = None,
 ) -> list[np.ndarray]:
     """Activations ``[A_1, ..., A_L]`` of every layer for input x (m, n_0).
 
     With ``acts`` (buffers of at least m rows each), writes into their first m rows.
+    ``masks``: dropout, one multiplier array (m, n_l) or None per hidden layer
+    (:func:`dropout_forward`'s ``mask``): layer l + 1 then reads ``A_l * masks[l]``
+    (the returned A_l are before dropout).
     """
     m = x.shape[0]
     if acts is None:
         acts = [np.empty((m, w.shape[1]), dtype=w.dtype) for w in weights]
     out = []
-    for w, b, buf in zip(weights, biases, acts, strict=True):
+    for layer, (w, b, buf) in enumerate(zip(weights, biases, acts, strict=True)):
         dense_forward(x, w, b, buf[:m])
         x = buf[:m]
         out.append(x)
+        x = _dropped(x, masks, layer)
     return out
 
 
+def _mask(masks: Sequence[np.ndarray | None] | None, layer: int) -> np.ndarray | None:
+    """Hidden layer ``layer``'s dropout mask, or None."""
+    return None if masks is None or layer >= len(masks) else masks[layer]
+
+
+def _dropped(a: np.ndarray, masks: Sequence[np.ndarray | None] | None, layer: int) -> np.ndarray:
+    """What the layer above hidden layer ``layer`` reads: a, or a times its mask."""
+    mask = _mask(masks, layer)
+    return a if mask is None else a * mask
+
+
 def loss(
-    x: np.ndarray, y: np.ndarray, weights: Sequence[np.ndarray], biases: Sequence[np.ndarray]
+    x: np.ndarray,
+    y: np.ndarray,
+    weights: Sequence[np.ndarray],
+    biases: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray | None] | None = None,
 ) -> float:
-    """``J`` of the network on (x, y)."""
-    a = forward(x, weights, biases)[-1]
+    """``J`` of the network on (x, y) (with dropout ``masks``, see :func:`forward`)."""
+    a = forward(x, weights, biases, masks=masks)[-1]
     return float(np.sum((a - y) ** 2)) / x.shape[0]
 
 
@@ -162,10 +192,12 @@ def backward(
     dws: Sequence[np.ndarray],
     dbs: Sequence[np.ndarray],
     deltas: Sequence[np.ndarray] | None = None,
+    masks: Sequence[np.ndarray | None] | None = None,
 ) -> float:
     """Fill ``dws``/``dbs`` with dJ/dW, dJ/db given the forward ``acts``; return J.
 
-    ``deltas`` are scratch buffers shaped like ``acts`` (at least m rows each).
+    ``deltas`` are scratch buffers shaped like ``acts`` (at least m rows each);
+    ``masks`` the dropout masks the forward pass used (see :func:`forward`).
     """
     m = x.shape[0]
     if deltas is None:
@@ -173,22 +205,31 @@ def backward(
     delta = deltas[-1][:m]
     j = mse_loss_grad(acts[-1], y, delta)
     for layer in range(len(weights) - 1, -1, -1):
-        a_prev = acts[layer - 1] if layer > 0 else x
+        a_prev = _dropped(acts[layer - 1], masks, layer - 1) if layer > 0 else x
         delta_prev = deltas[layer - 1][:m] if layer > 0 else None
         dense_backward(
             delta, acts[layer], a_prev, weights[layer], dws[layer], dbs[layer], delta_prev
         )
+        mask = _mask(masks, layer - 1)
+        if delta_prev is not None and mask is not None:
+            delta_prev *= mask
         delta = delta_prev
     return j
 
 
 def gradients(
-    x: np.ndarray, y: np.ndarray, weights: Sequence[np.ndarray], biases: Sequence[np.ndarray]
+    x: np.ndarray,
+    y: np.ndarray,
+    weights: Sequence[np.ndarray],
+    biases: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray | None] | None = None,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """dJ/dW_l and dJ/db_l for every layer at the given parameters."""
+    """dJ/dW_l and dJ/db_l for every layer at the given parameters (and dropout
+    ``masks``, see :func:`forward`)."""
     dws = [np.empty_like(w) for w in weights]
     dbs = [np.empty_like(b) for b in biases]
-    backward(x, y, weights, forward(x, weights, biases), dws, dbs)
+    acts = forward(x, weights, biases, masks=masks)
+    backward(x, y, weights, acts, dws, dbs, masks=masks)
     return dws, dbs
 
 
@@ -304,6 +345,58 @@ def adam_update(
     v *= t(beta_2)
     v += t(1 - beta_2) * (grad * grad)
     param += t(-lr) * m / (np.sqrt(v) + t(epsilon))
+
+
+# -- dropout -------------------------------------------------------------------------
+
+
+def _mix64(z: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(30))) * DROPOUT_MIX_1
+        z = (z ^ (z >> np.uint64(27))) * DROPOUT_MIX_2
+    return z ^ (z >> np.uint64(31))
+
+
+def dropout_rows(x: np.ndarray, rows: np.ndarray, state: np.ndarray) -> None:
+    """:func:`fastbp.kernels.dropout_rows` in NumPy's uint64 arithmetic (which wraps as
+    the compiled code's does): the same row keys, the step counted."""
+    m, n = x.shape
+    bits = x.astype(np.float64).view(np.uint64)
+    with np.errstate(over="ignore"):
+        k = np.arange(1, n + 1, dtype=np.uint64) * DROPOUT_GOLDEN
+        h = np.where(x != 0, _mix64(bits + k), np.uint64(0)).sum(axis=1, dtype=np.uint64)
+        step = _mix64(np.uint64(state[0]) + np.uint64(state[1]) * DROPOUT_GOLDEN)
+        rows[:m] = _mix64(h ^ step)
+        state[1:] += np.uint64(1)
+
+
+def dropout_forward(
+    a: np.ndarray,
+    before: np.ndarray,
+    mask: np.ndarray,
+    rows: np.ndarray,
+    layer: int,
+    threshold: int,
+    scale: float,
+) -> None:
+    """:func:`fastbp.kernels.dropout_forward`'s draws in NumPy: the same a, before, mask."""
+    m, n = a.shape
+    with np.errstate(over="ignore"):
+        base = rows[:m, None] + (np.uint64(layer) << np.uint64(32)) * DROPOUT_GOLDEN
+        z = _mix64(base + np.arange(1, n + 1, dtype=np.uint64) * DROPOUT_GOLDEN)
+    keep = (z >> np.uint64(64 - DROPOUT_BITS)) >= np.uint64(threshold)
+    s = a.dtype.type(scale)
+    before[...] = a
+    mask[...] = np.where(keep, s, a.dtype.type(0))
+    a[...] = np.where(keep, a * s, a.dtype.type(0))
+
+
+def dropout_backward(
+    delta: np.ndarray, mask: np.ndarray, a: np.ndarray, before: np.ndarray
+) -> None:
+    """``delta *= mask; a[:] = before`` in place."""
+    delta *= mask
+    a[...] = before
 
 
 # -- sparse first layer (twins of fastbp.kernels.sparse_*) -----------------------------

@@ -222,7 +222,7 @@ def is_divergence(exc) -> bool:
 
 
 # fastbp's own parameters, which scikit-learn's estimators do not take.
-FASTBP_ONLY = ("n_threads", "progress", "class_weight")
+FASTBP_ONLY = ("n_threads", "progress", "class_weight", "dropout")
 
 
 def twin(est):

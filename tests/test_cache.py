@@ -156,6 +156,9 @@ def test_fastbp_compile_fills_the_cache(tmp_path):
         "        clf.fit(x, np.arange(30) % 3).predict_proba(x)\n"
         "        reg = fastbp.MLPRegressor(hidden_layer_sizes=(6,), solver=solver, max_iter=3)\n"
         "        reg.fit(x, x[:, 0]).predict(x)\n"
+        "        if solver != 'lbfgs':\n"
+        "            fastbp.MLPClassifier((6,), solver=solver, max_iter=3, dropout=0.3).fit(\n"
+        "                x, np.arange(30) % 3)\n"
         "fns = (_loop.train_chunk, _loop.loss_grad, _loop.forward)\n"
         "print(sum(sum(f.stats.cache_misses.values()) for f in fns))\n"
     )

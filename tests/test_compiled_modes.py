@@ -20,13 +20,15 @@ from fastbp._jit import JIT_OPTIONS
 SIZES = [3, 4, 2]
 
 
-def compiled_ir(opt: engine.Optimizer, loss: int | None) -> str:
+def compiled_ir(
+    opt: engine.Optimizer, loss: int | None, dropout: engine.Dropout | None = None
+) -> str:
     activations = [kernels.LOGISTIC, kernels.IDENTITY if loss is not None else kernels.LOGISTIC]
     layout = engine.Layout(SIZES, activations, loss, packing="packed")
     params = np.zeros(layout.n_params)
     x = np.zeros((5, SIZES[0]))
     y = np.zeros((5, SIZES[-1]))
-    trainer = engine.Trainer(layout, params, x, y, np.empty(0), 5, opt)
+    trainer = engine.Trainer(layout, params, x, y, np.empty(0), 5, opt, dropout=dropout)
     data = _loop.Data(
         x, y, trainer.sw, trainer.no_order, 5, False, trainer.xb, trainer.yb, trainer.swb
     )
@@ -64,10 +66,27 @@ def test_network_loop_holds_no_other_mode(network_ir):
         assert not found, f"fastbp.Network's compiled loop calls {name}"
 
 
+@pytest.fixture(scope="module")
+def adam_ir() -> str:
+    return compiled_ir(engine.Adam(26, np.float64), kernels.LOSS_SQUARED)
+
+
 @pytest.mark.slow
-def test_adam_loop_holds_its_update_only():
-    ir = compiled_ir(engine.Adam(26, np.float64), kernels.LOSS_SQUARED)
+def test_adam_loop_holds_its_update_only(adam_ir):
+    ir = adam_ir
     assert "adam_update" in ir
     assert "output_loss_grad" in ir
     assert "momentum_update" not in ir
     assert "dense_backward_sgd" not in ir
+
+
+@pytest.mark.slow
+def test_dropout_is_compiled_only_where_used(adam_ir):
+    """The loop without dropout (every fit with dropout=0) holds no dropout code; the
+    one with dropout calls its kernels."""
+    assert "dropout" not in adam_ir
+    with_dropout = compiled_ir(
+        engine.Adam(26, np.float64), kernels.LOSS_SQUARED, engine.Dropout(np.array([0.5]), 1)
+    )
+    assert "dropout_forward" in with_dropout
+    assert "dropout_backward" in with_dropout

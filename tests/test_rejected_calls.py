@@ -329,6 +329,19 @@ BAD_FIT_ARGS = {
     ],
     "shuffle": [(None, TypeError), (1, TypeError), ("yes", TypeError)],
     "callback": [(3, TypeError), ("print", TypeError)],
+    "dropout": [  # one hidden layer here
+        (1, ValueError),
+        (1.0, ValueError),
+        (-0.1, ValueError),
+        (np.nan, ValueError),
+        (np.inf, ValueError),
+        ([0.1, 0.2], ValueError),
+        ([np.nan], ValueError),
+        (True, TypeError),
+        ("0.5", TypeError),
+        (None, TypeError),
+        ([[0.1]], TypeError),
+    ],
 }
 
 

@@ -14,13 +14,16 @@ from fastbp.sklearn import MLPClassifier, MLPRegressor
 ESTIMATORS = [
     MLPClassifier(hidden_layer_sizes=(16,), learning_rate_init=0.02, random_state=0, tol=2e-2),
     MLPRegressor(hidden_layer_sizes=(16,), learning_rate_init=0.05, random_state=0, tol=0.5),
-    # fastbp's own parameters switched on
+    # fastbp's own parameters switched on (issue #13)
     MLPClassifier(
         hidden_layer_sizes=(16,),
         learning_rate_init=0.02,
         random_state=0,
         tol=2e-2,
         class_weight="balanced",
+    ),
+    MLPClassifier(
+        hidden_layer_sizes=(16,), learning_rate_init=0.02, random_state=0, tol=2e-2, dropout=0.2
     ),
 ]
 

@@ -237,7 +237,7 @@ def test_partial_fit_availability_matches_sklearn():
 
 
 # fastbp's own parameters, beyond scikit-learn's, with their defaults.
-EXTRA_PARAMS = {"n_threads": None, "progress": False}
+EXTRA_PARAMS = {"n_threads": None, "progress": False, "dropout": 0.0}
 EXTRA_CLASSIFIER_PARAMS = {"class_weight": None}
 
 

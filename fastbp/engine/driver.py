@@ -22,6 +22,7 @@ from fastbp._interrupt import watch as watch_sigint
 from fastbp._jit import PARALLEL_GEMM, announce_compile
 from fastbp._threads import Threads, compute_threads, kernel_threads
 from fastbp._validation import all_finite
+from fastbp.engine.dropout import Dropout
 from fastbp.engine.layout import Layout
 from fastbp.engine.optimizers import Optimizer
 from fastbp.engine.sparse import is_sparse
@@ -119,6 +120,9 @@ class Trainer:
         starts, so that the caller can act (and stop) between epochs.
     n_threads : int or None
         Threads for this fit; None for the budget (:func:`fastbp.thread_info`).
+    dropout : Dropout or None
+        Dropout on the hidden layers while training (its masks' buffers are made
+        here, once; its generator's counter advances with every step).
     """
 
     def __init__(
@@ -135,6 +139,7 @@ class Trainer:
         stop_on_divergence: bool = False,
         per_epoch: bool = False,
         n_threads: int | None = None,
+        dropout: Dropout | None = None,
     ) -> None:
         dtype = params.dtype
         n = x.shape[0]
@@ -150,7 +155,8 @@ class Trainer:
         gather = shuffle is not None or not (x_contiguous and y.flags.c_contiguous)
         rows = batch if gather else 0
         acts = np.empty(batch * layout.n_units, dtype=dtype)
-        self.bufs = _loop.Buffers(params, np.zeros_like(params), acts, np.empty_like(acts))
+        masks = None if dropout is None else dropout.bundle(layout, batch, dtype)
+        self.bufs = _loop.Buffers(params, np.zeros_like(params), acts, np.empty_like(acts), masks)
         self.net = layout.net(batch)
         self.x, self.y, self.sw, self.gather = x, y, sw, gather
         self.xb = np.empty((0 if self.sparse else rows, x.shape[1]), dtype=dtype)
@@ -240,6 +246,7 @@ class Trainer:
             "train_chunk",
             type(bundle),
             self.objective is None,
+            self.bufs.dropout is None,
             self.threads is None,
             data.gather,
             self.sw.size > 0,

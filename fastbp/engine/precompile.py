@@ -4,11 +4,11 @@ Numba compiles on first use and keeps the machine code in its on-disk cache;
 :func:`precompile` fills that cache, for container images and CI jobs
 (``RUN fastbp compile`` in a Dockerfile), so that no fit pays the first-run
 compile. The variants are the combinations that change the compiled types: the
-dtype (float32, float64); fastbp.Network (fused SGD, C-ordered or strided X) and
-the estimators (Momentum and Adam steps, L-BFGS's loss and gradient, every
-output); sparse (CSR) input; prediction; and reproducible mode's threaded kernels. Each is reached
-by running a tiny fit through the public API, so that what is compiled is
-exactly what a fit runs.
+dtype (float32, float64); fastbp.Network (fused SGD, C-ordered or strided X,
+dropout) and the estimators (Momentum and Adam steps, with and without dropout,
+L-BFGS's loss and gradient, every output); sparse (CSR) input; prediction; and
+reproducible mode's threaded kernels. Each is reached by running a tiny fit
+through the public API, so that what is compiled is exactly what a fit runs.
 """
 
 from __future__ import annotations
@@ -23,14 +23,14 @@ import numpy as np
 _THREADED = (256, 128, 128)
 
 
-def _network(dtype: type, order: str, shuffle: bool) -> None:
+def _network(dtype: type, order: str, shuffle: bool, dropout: float = 0.0) -> None:
     from fastbp import Network
 
     rng = np.random.default_rng(0)
     x = np.asarray(rng.random((9, 3)), dtype=dtype, order=order)
     y = rng.random((9, 2)).astype(dtype)
     net = Network([3, 4, 2], dtype=dtype, seed=0)
-    net.fit(x, y, epochs=2, lr=0.5, batch_size=4, shuffle=shuffle)
+    net.fit(x, y, epochs=2, lr=0.5, batch_size=4, shuffle=shuffle, dropout=dropout)
     net.predict(x)
     net.gradients(x, y)
 
@@ -52,7 +52,7 @@ def _network_threaded(dtype: type) -> None:
         set_reproducible(before)
 
 
-def _estimators(dtype: type, solver: str) -> None:
+def _estimators(dtype: type, solver: str, dropout: float = 0.0) -> None:
     from fastbp import MLPClassifier, MLPRegressor
 
     rng = np.random.default_rng(0)
@@ -68,6 +68,8 @@ def _estimators(dtype: type, solver: str) -> None:
             for y in ys:
                 loss = "poisson" if cls is MLPRegressor and y.ndim == 2 else None
                 params = {"loss": loss} if loss else {}
+                if dropout:
+                    params["dropout"] = dropout
                 est = cls(
                     hidden_layer_sizes=(4,), solver=solver, max_iter=2, random_state=0, **params
                 )
@@ -108,11 +110,19 @@ def variants(
             (f"Network {name}", lambda d=dtype: _network(d, "C", False)),
             (f"Network {name}, shuffled", lambda d=dtype: _network(d, "C", True)),
             (f"Network {name}, strided X", lambda d=dtype: _network(d, "F", False)),
+            (f"Network {name}, dropout", lambda d=dtype: _network(d, "C", True, 0.2)),
             (f"Network {name}, reproducible mode", lambda d=dtype: _network_threaded(d)),
         ]
         for solver in ("adam", "sgd", "lbfgs"):
             tasks.append(
                 (f"estimators {name}, {solver}", lambda d=dtype, s=solver: _estimators(d, s))
+            )
+        for solver in ("adam", "sgd"):  # dropout: its own variant of the loop
+            tasks.append(
+                (
+                    f"estimators {name}, {solver}, dropout",
+                    lambda d=dtype, s=solver: _estimators(d, s, 0.2),
+                )
             )
         tasks.append((f"sparse input {name}", lambda d=dtype: _sparse(d)))
     return tasks

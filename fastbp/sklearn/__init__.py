@@ -57,6 +57,18 @@ Differences from scikit-learn, all deliberate:
   ``early_stopping``, trains (scikit-learn fails mid-fit, AttributeError).
 * No copy of X in fit when it is C-contiguous float32/float64, a read-only
   ``numpy.memmap`` included (shuffling gathers each batch's rows).
+* ``dropout`` (fastbp's own; scikit-learn issue #6175): inverted dropout on the
+  hidden layers, one rate or one per hidden layer, in [0, 1); default 0, which is
+  the fit without it, bit for bit (nothing extra is drawn or compiled). Only for
+  'sgd' and 'adam': with 'lbfgs' it is refused (ValueError, estimator unchanged),
+  because L-BFGS minimises a fixed function (its line search and curvature pairs
+  compare values of it), and dropout makes every evaluation a different random
+  function. ``loss_`` and ``loss_curve_`` are the training loss of the
+  dropped-out network; predictions and validation scores use the whole network.
+  The masks come from one draw from ``random_state`` (after the validation
+  split), then are a hash of that draw, the step, the row's values and the unit:
+  fits repeat bit for bit, and a row of integer sample weight k trains as k
+  copies of it would (identical rows in a batch share their masks).
 
 fastbp's own features, each off by default (the defaults give scikit-learn's
 results), from what scikit-learn's users asked for (see docs/beyond-sklearn.md):

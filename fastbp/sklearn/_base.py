@@ -27,6 +27,7 @@ from fastbp.engine.init import glorot_uniform
 from fastbp.engine.sparse import check_csr
 from fastbp.sklearn._checks import (
     check_architecture,
+    check_dropout,
     check_hidden_layer_sizes,
     check_parameter_count,
     check_validation_request,
@@ -63,6 +64,9 @@ class _BaseMLP(BaseEstimator):
         # fastbp's own: threads for this estimator's fits and predictions (None:
         # fastbp's budget, fastbp.thread_info()).
         "n_threads": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        # fastbp's own: dropout on the hidden layers (one rate, or one per layer,
+        # checked against the layers in fit: fastbp.engine.dropout.check_rates).
+        "dropout": [Interval(numbers.Real, 0, 1, closed="left"), "array-like"],
         # fastbp's own: a tqdm bar of the epochs when stderr is a terminal.
         "progress": ["boolean"],
     }
@@ -95,6 +99,7 @@ class _BaseMLP(BaseEstimator):
         n_iter_no_change: Any,
         max_fun: int,
         n_threads: int | None,
+        dropout: Any = 0.0,
         progress: bool = False,
     ) -> None:
         self.activation = activation
@@ -122,6 +127,7 @@ class _BaseMLP(BaseEstimator):
         self.n_iter_no_change = n_iter_no_change
         self.max_fun = max_fun
         self.n_threads = n_threads
+        self.dropout = dropout
         self.progress = progress
 
     def _validate_params(self) -> None:
@@ -188,6 +194,7 @@ class _BaseMLP(BaseEstimator):
             with Transaction(self) as txn:
                 return self._fit(X, y, sample_weight, incremental, txn, validation_data)
         hidden_layer_sizes = check_hidden_layer_sizes(self.hidden_layer_sizes)
+        check_dropout(self, len(hidden_layer_sizes))
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         check_validation_request(self, validation_data)
         X, y, labels = self._validate_input(X, y, incremental, reset=first_pass)

@@ -14,6 +14,7 @@ import scipy.sparse
 from sklearn.utils.validation import validate_data
 
 from fastbp._validation import all_finite
+from fastbp.engine.dropout import check_rates
 from fastbp.engine.sparse import check_csr
 
 
@@ -88,6 +89,22 @@ def check_architecture(est: Any, layer_units: list[int]) -> None:
             "fit from scratch (warm_start=False) to change them."
             % (est.hidden_layer_sizes, tuple(fitted[1:-1]))
         )
+
+
+def check_dropout(est: Any, n_hidden: int) -> np.ndarray:
+    """``dropout`` as one rate per hidden layer (a TypeError or ValueError naming it);
+    refused with 'lbfgs' unless all rates are 0."""
+    rates = check_rates(est.dropout, n_hidden, "dropout")
+    if est.solver == "lbfgs" and rates.any():
+        # A new mask at every function evaluation would make the objective noisy,
+        # which breaks L-BFGS's line search and curvature pairs; one mask for the
+        # whole run would train a thinned network, not dropout.
+        raise ValueError(
+            "dropout=%r needs a stochastic solver ('sgd' or 'adam'): 'lbfgs' minimises "
+            "a fixed objective, and dropout makes it random. Set dropout=0 with "
+            "solver='lbfgs'." % (est.dropout,)
+        )
+    return rates
 
 
 def check_validation_request(est: Any, validation_data: Any) -> None:

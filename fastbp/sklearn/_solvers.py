@@ -28,7 +28,7 @@ from fastbp._progress import terminal_progress_bar
 from fastbp._threads import compute_threads
 from fastbp._validation import all_finite
 from fastbp.engine import optimizers
-from fastbp.sklearn._checks import private, train_x
+from fastbp.sklearn._checks import check_dropout, private, train_x
 from fastbp.sklearn._transaction import Checkpoint, Transaction
 
 
@@ -243,6 +243,7 @@ def fit_stochastic(
             )
         batch_size = int(np.clip(est.batch_size, 1, n_samples))
 
+    dropout = _dropout(est, layout.n_layers - 1, incremental)
     sample_idx = np.arange(n_samples, dtype=int)
 
     def shuffle(orders: np.ndarray) -> None:
@@ -266,6 +267,7 @@ def fit_stochastic(
         shuffle=shuffle if est.shuffle else None,
         per_epoch=True,
         n_threads=est.n_threads,
+        dropout=dropout,
     )
     txn.commit()
     opt.astype(dtype)  # weights set by hand in another dtype (after commit: in place)
@@ -385,6 +387,24 @@ def run_epochs(
         est.coefs_ = est._best_coefs
         est.intercepts_ = est._best_intercepts
     return diverged
+
+
+def _dropout(est: Any, n_hidden: int, incremental: bool) -> engine.Dropout | None:
+    """The fit's dropout, or None (then nothing is drawn: the fit is the one without).
+
+    A fit draws the masks' key from ``est._random_state`` (after the validation
+    split, before the shuffles); partial_fit goes on with the previous call's
+    generator, so that each call draws new masks.
+    """
+    rates = check_dropout(est, n_hidden)
+    if not rates.any():
+        return None
+    previous = getattr(est, "_dropout", None)
+    if incremental and previous is not None and np.array_equal(previous.rates, rates):
+        return previous
+    key = est._random_state.randint(np.iinfo(np.int64).max, dtype=np.int64)
+    est._dropout = engine.Dropout(rates, int(key))
+    return est._dropout
 
 
 def _show_epoch(bar: Any, est: Any, early_stopping: bool) -> None:

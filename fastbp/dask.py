@@ -51,6 +51,7 @@ from fastbp import _loop, engine
 from fastbp._files import read_npz, save_npz
 from fastbp._threads import compute_threads
 from fastbp._validation import all_finite, check_bool, check_int, check_positive_float
+from fastbp.engine.dropout import check_rates
 from fastbp.network import DivergenceError, History, Network
 from fastbp.sklearn import MLPClassifier, MLPRegressor
 from fastbp.sklearn._base import STOCHASTIC_SOLVERS
@@ -769,6 +770,13 @@ class _DaskMixin:
         if _in_worker() and not (_is_frame(X) or isinstance(X, da.Array)):
             # In-memory data inside a Dask task (a dask-ml search, say): the local fit.
             return self._local_class.fit(self, X, y, sample_weight)
+        hidden = check_hidden_layer_sizes(self.hidden_layer_sizes)
+        if check_rates(self.dropout, len(hidden)).any():
+            # The workers' steps would need the masks' generator state averaged too.
+            raise ValueError(
+                "dropout is not available on a Dask cluster yet: fit with dropout=0, or "
+                "fit in memory (fastbp.MLPClassifier/MLPRegressor)."
+            )
         with (
             _client_for(self.client) as (client, owned),
             client.as_current(),

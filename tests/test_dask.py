@@ -306,6 +306,15 @@ def test_bad_inputs_raise_before_training_and_change_nothing(client):
         assert state(est) == before
 
 
+def test_dropout_is_refused_before_anything(client):
+    X, y = classification()
+    est = fd.DaskMLPClassifier(client=client, hidden_layer_sizes=HIDDEN, dropout=0.2)
+    before = state(est)
+    with pytest.raises(ValueError, match="dropout is not available on a Dask cluster"):
+        est.fit(X, y)
+    assert state(est) == before
+
+
 def test_no_workers_is_a_clear_error():
     with (
         LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as cluster,

@@ -44,7 +44,7 @@ from typing import Any, ClassVar
 import dask
 import dask.array as da
 import numpy as np
-from distributed import Client, LocalCluster, default_client, get_worker
+from distributed import Client, LocalCluster, default_client, get_worker, wait
 from sklearn.utils._param_validation import Interval
 
 from fastbp import _loop, engine
@@ -544,6 +544,8 @@ class _Cluster:
         self.spec = spec
         parts = _partition_futures(client, arrays)
         x_parts = parts[0]
+        # Where a partition is known only once it is computed: group them after.
+        wait([f for p in parts for f in p])
         who_has = client.who_has(x_parts)
         by_worker: dict[str, list[int]] = {}
         for i, f in enumerate(x_parts):

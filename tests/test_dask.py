@@ -36,7 +36,12 @@ HIDDEN = (5,)
 
 @pytest.fixture
 def client(dask_client):
-    return dask_client
+    # Dask's nanny sets OMP_NUM_THREADS=1 (and BLAS limits) in this process's
+    # environment whenever it (re)starts a worker (the fault tests): put it back.
+    saved = dict(os.environ)
+    yield dask_client
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture

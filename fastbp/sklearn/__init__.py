@@ -71,7 +71,7 @@ Differences from scikit-learn, all deliberate:
   copies of it would (identical rows in a batch share their masks).
 
 fastbp's own features, each off by default (the defaults give scikit-learn's
-results), from what scikit-learn's users asked for (see docs/beyond-sklearn.md):
+results), from what scikit-learn's users asked for (see the README, "Beyond scikit-learn's MLP"):
 
 * ``class_weight`` on MLPClassifier (None, 'balanced' or a dict), as in
   LogisticRegression: the fit with ``sample_weight`` times the class weights.

@@ -1,8 +1,8 @@
 """Sparse input (issue #14): fastbp against scikit-learn on TF-IDF-shaped CSR data.
 
-    flock /tmp/fastbp-bench.lock python bench/sparse.py            # 10,000 and 100,000 rows
-    flock /tmp/fastbp-bench.lock python bench/sparse.py --rows 10000 --repeats 3
-    python bench/sparse.py --quick                                   # smoke run, ~20 s
+    flock /tmp/fastbp-bench.lock python bench/sparse_fit.py            # 10,000 and 100,000 rows
+    flock /tmp/fastbp-bench.lock python bench/sparse_fit.py --rows 10000 --repeats 3
+    python bench/sparse_fit.py --quick                                   # smoke run, ~20 s
 
 The data: n rows x 50,000 columns, float64 CSR, 100 stored entries per row (one in
 each band of 500 columns, so sorted and without duplicates), each row scaled to unit

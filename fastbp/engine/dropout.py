@@ -31,6 +31,8 @@ def check_rates(value: Any, n_hidden: int, name: str = "dropout") -> np.ndarray:
     rates, each a real number in [0, 1). Else a TypeError or ValueError naming
     ``name``.
     """
+    if type(value) in (float, int) and value == 0:  # the default, checked on every fit
+        return np.zeros(n_hidden)
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value.item()
     if isinstance(value, numbers.Real):

@@ -415,14 +415,16 @@ def build_dense_backward_sgd(rng, shape, dtype, fortran, activation, with_prev):
     return KernelCall([delta, a, a_prev, w, b, db, delta_prev, lr, code], outputs)
 
 
-def build_mse_loss_grad(rng, shape, dtype, fortran):
+def build_mse_loss_grad(rng, shape, dtype, fortran, *part):
+    """``part``: (k,) for a being a k-th of the batch (the ``rows`` argument)."""
     m, _, n = shape
     first, second = _layouts(fortran)
     a = _array(rng, (m, n), dtype, first, 0.0, 1.0)
     y = _array(rng, (m, n), dtype, second, 0.0, 1.0)
     grad = np.full((m, n), np.nan, dtype=dtype)
-    loss = float(np.sum((a.astype(np.float64) - y) ** 2)) / m
-    return KernelCall([a, y, grad], {2: ("elementwise", None)}, returns=("sum", loss))
+    rows = [m * k for k in part]
+    loss = float(np.sum((a.astype(np.float64) - y) ** 2)) / (rows[0] if rows else m)
+    return KernelCall([a, y, grad, *rows], {2: ("elementwise", None)}, returns=("sum", loss))
 
 
 def build_output_activation(rng, shape, dtype, fortran, loss):
@@ -635,7 +637,13 @@ KERNEL_TABLE: tuple[KernelRow, ...] = (
         bench=_with_prev("logistic"),
         reset=(0,),
     ),
-    KernelRow(kernels.mse_loss_grad, reference.mse_loss_grad, build_mse_loss_grad, {"": ()}, True),
+    KernelRow(
+        kernels.mse_loss_grad,
+        reference.mse_loss_grad,
+        build_mse_loss_grad,
+        {"": (), "half of the batch": (2,)},
+        True,
+    ),
     KernelRow(
         kernels.output_activation,
         reference.output_activation,

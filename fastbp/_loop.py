@@ -23,7 +23,9 @@ structs):
 ``objective``       None for fastbp.Network's mean squared error (output delta
                     ``2 (a - y) / m``, the output layer's derivative taken from its
                     activation), or an :class:`Objective` (a scikit-learn loss with
-                    its canonical output and an L2 penalty ``alpha``).
+                    its canonical output and an L2 penalty ``alpha``); for part of
+                    a batch (a step split over threads by rows, :mod:`fastbp._rows`),
+                    a :class:`HalfMSE` or :class:`HalfLoss`.
 ``opt``             None (gradient only), :class:`FusedSGD`, :class:`Momentum` or
                     :class:`Adam`.
 
@@ -172,6 +174,21 @@ class Objective(NamedTuple):
     alpha: float
 
 
+class HalfMSE(NamedTuple):
+    """fastbp.Network's objective for part of a batch of ``rows`` rows (a step split
+    over threads by rows, :mod:`fastbp._rows`): J and delta divided by ``rows``."""
+
+    rows: int
+
+
+class HalfLoss(NamedTuple):
+    """An :class:`Objective` for part of a batch whose sample weights add up to
+    ``sw_sum``, without the L2 term (added once, to the whole gradient)."""
+
+    loss: int
+    sw_sum: float
+
+
 class FusedSGD(NamedTuple):
     """fastbp.Network's plain SGD at rate ``lr``, fused into the backward pass."""
 
@@ -220,7 +237,7 @@ def _output_transform(objective, out):
 
 @mode_switch(_output_transform)
 def _output_transform_impl(objective, out):
-    if objective is types.none:
+    if objective is types.none or _is(objective, HalfMSE):
         return lambda objective, out: None  # Network: every layer's own activation
 
     def impl(objective, out):
@@ -243,6 +260,20 @@ def _output_delta_impl(objective, out, y, sw, delta, net, params):
             return J, net.activations[net.sizes.size - 2], 0.0
 
         return mse
+    if _is(objective, HalfMSE):
+
+        def half_mse(objective, out, y, sw, delta, net, params):
+            J = kernels.mse_loss_grad(out, y, delta, objective.rows)
+            return J, net.activations[net.sizes.size - 2], 0.0
+
+        return half_mse
+    if _is(objective, HalfLoss):
+
+        def half_loss(objective, out, y, sw, delta, net, params):
+            J = kernels.output_loss_grad(out, y, sw, objective.sw_sum, objective.loss, delta)
+            return J, kernels.IDENTITY, 0.0
+
+        return half_loss
 
     def canonical(objective, out, y, sw, delta, net, params):
         m = out.shape[0]

@@ -463,9 +463,10 @@ class Threads:
     # Between two load checks of recheck (each reads /proc: about 0.1 ms).
     RECHECK_SECONDS = 0.5
 
-    def __init__(self, n: int, adaptive: bool) -> None:
+    def __init__(self, n: int, adaptive: bool, rows_split: bool = False) -> None:
         self.n = n
         self._adaptive = adaptive
+        self._rows_split = rows_split
         self._checked = time.monotonic()
 
     def recheck(self) -> int:
@@ -483,7 +484,8 @@ class Threads:
             return self.n
         self._checked = now
         n = _budget()[0]
-        if n == self.n:
+        if n == self.n or self._rows_split:  # split steps: BLAS stays on one thread
+            self.n = n
             return n
         if not _reproducible:
             with _blas_lock:
@@ -500,7 +502,10 @@ class Threads:
 
 @contextlib.contextmanager
 def compute_threads(
-    sizes: Sequence[int] | None = None, rows: int = 0, n_threads: int | None = None
+    sizes: Sequence[int] | None = None,
+    rows: int = 0,
+    n_threads: int | None = None,
+    rows_split: bool = False,
 ) -> Iterator[Threads]:
     """Run the body with Numba on :func:`get_num_threads` threads (at most
     ``NUMBA_NUM_THREADS``), BLAS on as many (or, in reproducible mode, on one).
@@ -512,8 +517,23 @@ def compute_threads(
     ``n_threads``: a per-call count (an estimator's ``n_threads``, ``--threads``)
     that wins over :func:`set_num_threads` and the default budget. Yields a
     :class:`Threads`; a long computation calls its ``recheck()`` between chunks.
+
+    ``rows_split``: the steps are split by rows over fastbp's own two threads
+    (:mod:`fastbp.engine.rows`), each calling BLAS: BLAS is kept on one thread,
+    Numba's pool is left alone, and the count yielded (and rechecked) says
+    whether a second thread may help.
     """
     n_threads = check_threads("n_threads", n_threads)
+    if rows_split:
+        n = get_num_threads(n_threads)
+        adaptive = LOAD_AWARE and n_threads is None and _num_threads is None
+        if sizes is not None and _largest_product(sizes, rows) <= BLAS_SERIAL_GEMM:
+            yield Threads(n, adaptive, rows_split=True)
+            return
+        _ensure_controller()
+        with _blas_limited(1):
+            yield Threads(n, adaptive, rows_split=True)
+        return
     if sizes is not None and _largest_product(sizes, rows) <= BLAS_SERIAL_GEMM:
         yield Threads(1, adaptive=False)
         return

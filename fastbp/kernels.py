@@ -515,21 +515,24 @@ def dense_backward_sgd(
 
 
 @jit
-def mse_loss_grad(a, y, grad):
+def mse_loss_grad(a, y, grad, rows=0):
     """Mean squared error and its gradient in one pass.
 
-    a, y, grad (m, n_out). Returns ``J = sum((a - y)**2) / m`` as a float
-    (accumulated in float64) and writes ``grad = 2 (a - y) / m``. Mutates ``grad``.
+    a, y, grad (m, n_out). Returns ``J = sum((a - y)**2) / M`` as a float
+    (accumulated in float64) and writes ``grad = 2 (a - y) / M``, where M is m, or
+    ``rows`` when given: the row count of the batch that a is part of (a step split
+    over threads by rows, :mod:`fastbp._rows`). Mutates ``grad``.
     """
     m, n = a.shape
-    scale = as_dtype_of(2.0 / m, grad)
+    whole = rows if rows > 0 else m
+    scale = as_dtype_of(2.0 / whole, grad)
     total = 0.0
     for i in range(m):
         for j in range(n):
             d = a[i, j] - y[i, j]
             total += d * d
             grad[i, j] = d * scale
-    return total / m
+    return total / whole
 
 
 # -- output layers and losses of the scikit-learn estimators -------------------------

@@ -76,9 +76,10 @@ def dense_backward(
         np.matmul(delta, w.T, out=delta_prev)
 
 
-def mse_loss_grad(a: np.ndarray, y: np.ndarray, grad: np.ndarray) -> float:
-    """Return ``J = sum((a - y)**2) / m`` and write ``grad = 2 (a - y) / m``."""
-    m = a.shape[0]
+def mse_loss_grad(a: np.ndarray, y: np.ndarray, grad: np.ndarray, rows: int = 0) -> float:
+    """Return ``J = sum((a - y)**2) / M`` and write ``grad = 2 (a - y) / M``: M is m,
+    or ``rows`` (the batch a is part of) when given."""
+    m = rows if rows > 0 else a.shape[0]
     np.subtract(a, y, out=grad)
     loss = float(np.vdot(grad, grad)) / m
     grad *= 2 / m

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from numba.core.registry import CPUDispatcher
 
-from fastbp import _blas, _loop, _math, kernels
+from fastbp import _blas, _loop, _math, _rows, kernels
 from fastbp._jit import jit
 
 SCRIPT = textwrap.dedent(
@@ -53,6 +53,7 @@ SCRIPT = textwrap.dedent(
         net._layout, net._params, X, Y, no_weights, batch or n, opt, shuffle=keep
     )
     out["threads"] = trainer.threads
+    out["split"] = trainer.rows is not None
     epochs = 600
     orders = np.tile(np.arange(n), (epochs, 1)) if shuffle else trainer.no_order
     data = _loop.Data(
@@ -77,15 +78,16 @@ SCRIPT = textwrap.dedent(
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("sizes", "n", "batch", "shuffle", "reproducible"),
+    ("sizes", "n", "batch", "shuffle", "reproducible", "exercises"),
     [
-        ([2, 4, 1], 4, None, False, False),  # tiny: serial code only
-        ([64, 32, 10], 300, 32, True, False),  # shuffled mini-batches, partial last batch
-        ([300, 256, 10], 512, 256, False, False),  # BLAS's threads
-        ([300, 256, 10], 512, 256, False, True),  # fastbp's threaded kernels
+        ([2, 4, 1], 4, None, False, False, None),  # tiny: serial code only
+        ([64, 32, 10], 300, 32, True, False, None),  # shuffled, partial last batch
+        ([300, 256, 10], 512, 256, False, False, None),  # BLAS's threads
+        ([300, 256, 10], 512, 256, False, True, "threads"),  # fastbp's threaded kernels
+        ([64, 64, 10], 500, 200, True, True, "split"),  # steps split by rows (fastbp._rows)
     ],
 )
-def test_training_step_allocates_nothing(sizes, n, batch, shuffle, reproducible):
+def test_training_step_allocates_nothing(sizes, n, batch, shuffle, reproducible, exercises):
     env = dict(os.environ, NUMBA_NRT_STATS="1")
     args = json.dumps([sizes, n, batch, shuffle, reproducible])
     proc = subprocess.run(
@@ -93,8 +95,9 @@ def test_training_step_allocates_nothing(sizes, n, batch, shuffle, reproducible)
     )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    if reproducible:
+    if exercises == "threads":
         assert out["threads"] is not None, "this case should exercise the threaded kernels"
+    assert out["split"] == (exercises == "split")
     # Boxing the arguments costs the same for any chunk; the steps themselves add nothing.
     assert out["nrt_500"] == out["nrt_1"]
     # Python-side buffers are made once per fit: 10x the epochs, about the same peak
@@ -105,7 +108,7 @@ def test_training_step_allocates_nothing(sizes, n, batch, shuffle, reproducible)
 def test_every_compiled_function_is_built_without_the_runtime():
     compiled = [
         obj
-        for module in (kernels, _loop, _blas, _math)
+        for module in (kernels, _loop, _blas, _math, _rows)
         for obj in vars(module).values()
         if isinstance(obj, CPUDispatcher)
     ]

@@ -25,6 +25,7 @@ from fastbp._validation import all_finite
 from fastbp.engine.dropout import Dropout
 from fastbp.engine.layout import Layout
 from fastbp.engine.optimizers import Optimizer
+from fastbp.engine.rows import RowSplit, splits
 from fastbp.engine.sparse import is_sparse
 
 # A compiled chunk of training runs about this long before returning to Python.
@@ -164,6 +165,12 @@ class Trainer:
         self.swb = np.empty(rows if sw.size else 0, dtype=dtype)
         self.n_threads = n_threads
         self.threads = threads_for(layout, batch, n_threads)
+        # Small networks: each step split by rows over two threads (the same
+        # results on one thread; see fastbp.engine.rows).
+        self.rows: RowSplit | None = None
+        if splits(layout, batch, self.sparse, dropout is not None, n_threads):
+            self.rows = RowSplit(layout, self.bufs, batch, rows, x.shape[1], y.shape[1], sw.size)
+        self.two_threads = False
         self.stop = np.zeros(1, dtype=np.uint8)
         self.snapshot = Snapshot(params, opt) if stop_on_divergence else None
         # Row orders are drawn ahead for several epochs at once, except when the
@@ -182,10 +189,18 @@ class Trainer:
         completed epochs, in order, with the thread limits in force (also while
         the caller handles a yield)."""
         with (
-            compute_threads(self.layout.sizes, self.batch, self.n_threads) as threads,
+            self._compute_threads() as threads,
             contextlib.ExitStack() as stack,
         ):
-            yield from self._run(epochs, stack, threads)
+            try:
+                yield from self._run(epochs, stack, threads)
+            finally:
+                if self.rows is not None:
+                    self.rows.close()
+
+    def _compute_threads(self) -> contextlib.AbstractContextManager[Threads]:
+        split = self.rows is not None
+        return compute_threads(self.layout.sizes, self.batch, self.n_threads, rows_split=split)
 
     def _run(
         self, epochs: int, stack: contextlib.ExitStack, threads: Threads
@@ -208,6 +223,7 @@ class Trainer:
                 steps = self.max_steps
                 if self.per_epoch:  # no more steps than the current epoch has left
                     steps = min(steps, -(-(n - row) // batch))
+                self.two_threads = threads.n >= 2
                 epoch, row, elapsed = self._chunk(data, epoch, row, steps, loss_sums)
                 threads.recheck()  # follow the machine's load (every 0.5 s at most)
                 if epoch > reported:
@@ -264,8 +280,13 @@ class Trainer:
             self.shuffle(orders)
         data = self._data(orders)
         loss_sums = np.zeros(passes)
-        with compute_threads(self.layout.sizes, self.batch, self.n_threads):
-            epoch, end, _ = self._chunk(data, 0, row, count, loss_sums)
+        with self._compute_threads() as threads:
+            self.two_threads = threads.n >= 2
+            try:
+                epoch, end, _ = self._chunk(data, 0, row, count, loss_sums)
+            finally:
+                if self.rows is not None:
+                    self.rows.close()
         rows = epoch * self.n + end - row
         return end, float(loss_sums.sum()) / max(rows, 1)
 
@@ -290,10 +311,16 @@ class Trainer:
             loss_sums,
             self.threads,
         )
-        announce_compile(_loop.train_chunk, args, self._variant(data, bundle))
         t = time.perf_counter()
         try:
-            epoch, row, status = _loop.train_chunk(*args)
+            if self.rows is not None:
+                epoch, row, status = self.rows.chunk(
+                    data, self.objective, bundle, epoch, row, steps, self.stop, loss_sums,
+                    self.two_threads, ("train_part", *self._variant(data, bundle)),
+                )  # fmt: skip
+            else:
+                announce_compile(_loop.train_chunk, args, self._variant(data, bundle))
+                epoch, row, status = _loop.train_chunk(*args)
             elapsed = time.perf_counter() - t
             self.opt.after_steps(bundle)
             diverged = snapshot is not None and (status or not all_finite(self.params))

@@ -6,8 +6,9 @@ Numba compiles on first use and keeps the machine code in its on-disk cache;
 compile. The variants are the combinations that change the compiled types: the
 dtype (float32, float64); fastbp.Network (fused SGD, C-ordered or strided X,
 dropout) and the estimators (Momentum and Adam steps, with and without dropout,
-L-BFGS's loss and gradient, every output); sparse (CSR) input; prediction; and
-reproducible mode's threaded kernels. Each is reached by running a tiny fit
+L-BFGS's loss and gradient, every output); steps split by rows over two threads
+(``fastbp._rows``); sparse (CSR) input; prediction; and reproducible mode's
+threaded kernels. Each is reached by running a tiny fit
 through the public API, so that what is compiled is exactly what a fit runs.
 """
 
@@ -35,6 +36,18 @@ def _network(dtype: type, order: str, shuffle: bool, dropout: float = 0.0) -> No
     net.gradients(x, y)
 
 
+def _network_split(dtype: type, order: str) -> None:
+    """Steps split by rows over two threads (fastbp.engine.rows)."""
+    from fastbp import Network
+    from fastbp.engine.rows import forced
+
+    rng = np.random.default_rng(0)
+    x = np.asarray(rng.random((20, 3)), dtype=dtype, order=order)
+    y = rng.random((20, 2)).astype(dtype)
+    with forced():
+        Network([3, 4, 2], dtype=dtype, seed=0).fit(x, y, epochs=2, lr=0.5, batch_size=8)
+
+
 def _network_threaded(dtype: type) -> None:
     from fastbp import Network, get_reproducible, set_reproducible
 
@@ -52,12 +65,22 @@ def _network_threaded(dtype: type) -> None:
         set_reproducible(before)
 
 
-def _estimators(dtype: type, solver: str, dropout: float = 0.0) -> None:
+def _estimators(dtype: type, solver: str, dropout: float = 0.0, split: bool = False) -> None:
+    from fastbp.engine.rows import forced
+
+    if split:  # steps split by rows (fastbp.engine.rows): batches of 8 or more rows
+        with forced():
+            _estimators_on(dtype, solver, 0.0, 24)
+        return
+    _estimators_on(dtype, solver, dropout, 12)
+
+
+def _estimators_on(dtype: type, solver: str, dropout: float, rows: int) -> None:
     from fastbp import MLPClassifier, MLPRegressor
 
     rng = np.random.default_rng(0)
-    x = rng.random((12, 3)).astype(dtype)
-    labels = np.arange(12) % 3
+    x = rng.random((rows, 3)).astype(dtype)
+    labels = np.arange(rows) % 3
     targets = {
         MLPClassifier: (labels, labels % 2, np.column_stack([labels % 2, labels // 2])),
         MLPRegressor: (x[:, 0], np.round(x[:, :2] * 3)),
@@ -112,10 +135,19 @@ def variants(
             (f"Network {name}, strided X", lambda d=dtype: _network(d, "F", False)),
             (f"Network {name}, dropout", lambda d=dtype: _network(d, "C", True, 0.2)),
             (f"Network {name}, reproducible mode", lambda d=dtype: _network_threaded(d)),
+            (f"Network {name}, split rows", lambda d=dtype: _network_split(d, "C")),
+            (f"Network {name}, split rows, strided X", lambda d=dtype: _network_split(d, "F")),
         ]
         for solver in ("adam", "sgd", "lbfgs"):
             tasks.append(
                 (f"estimators {name}, {solver}", lambda d=dtype, s=solver: _estimators(d, s))
+            )
+        for solver in ("adam", "sgd"):  # split rows: the loop of fastbp._rows
+            tasks.append(
+                (
+                    f"estimators {name}, {solver}, split rows",
+                    lambda d=dtype, s=solver: _estimators(d, s, split=True),
+                )
             )
         for solver in ("adam", "sgd"):  # dropout: its own variant of the loop
             tasks.append(

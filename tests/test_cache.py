@@ -18,10 +18,14 @@ pytestmark = pytest.mark.slow
 
 
 def _start(cache_dir: Path, threads: int = 2, **env: str) -> subprocess.Popen:
+    """The cold-start child; in reproducible mode, where its results must not depend
+    on the thread count (in the default mode, its network's steps are split by rows
+    over two threads when there are two, and are not on one)."""
     full_env = {
         **os.environ,
         "NUMBA_CACHE_DIR": str(cache_dir),
         "NUMBA_NUM_THREADS": str(threads),
+        "FASTBP_REPRODUCIBLE": "1",
         **env,
     }
     return subprocess.Popen(

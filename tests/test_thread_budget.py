@@ -401,9 +401,9 @@ def test_estimator_n_threads_reaches_the_engine(monkeypatch):
     asked = []
     real = driver.compute_threads
 
-    def spy(sizes=None, rows=0, n_threads=None):
+    def spy(sizes=None, rows=0, n_threads=None, **kwargs):
         asked.append(n_threads)
-        return real(sizes, rows, n_threads)
+        return real(sizes, rows, n_threads, **kwargs)
 
     monkeypatch.setattr(driver, "compute_threads", spy)
     monkeypatch.setattr(predict, "compute_threads", spy)

@@ -24,11 +24,12 @@ from fastbp._threads import get_num_threads, get_reproducible
 from fastbp.engine.layout import Layout
 
 # Multiply-adds of a step's forward pass (rows x sum of n_in x n_out) from which a
-# split pays (bench/threads.py): measured here, a [64, 64, 10] network at batch
-# 200 (the digits fit, 950 K) takes 0.6-0.7x of its one-thread time on two
-# threads, and a [64, 32, 10] one at batch 32 (76 K) gains nothing: each half's
-# products are then too small for BLAS to run them well.
-MIN_WORK = 200_000
+# split pays. Measured here (2 threads against the unsplit loop on 1, the
+# estimators' adam): 0.84x at 470 K ((32,) hidden units on digits, batch 200),
+# 0.6-0.75x at 950 K ((64,)); but a [64, 32, 10] Network at batch 96 (230 K)
+# gains little (0.76x) and its split steps cost 1.22x on one thread, and at batch
+# 32 (76 K) nothing: its halves' products are too small for BLAS to run them well.
+MIN_WORK = 400_000
 # Fewest rows in a half-batch.
 MIN_ROWS = 4
 # How long an idle helper thread watches for its next chunk before it sleeps, in

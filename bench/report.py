@@ -4,8 +4,9 @@
     python bench/report.py --from-json FILE    # only render an earlier run's JSON
 
 Then it runs ``bench/concurrency.py`` (k processes sharing the cores, nested fits, a
-fit after NumPy BLAS work; ~3 min) into ``bench/results/concurrency.md``, unless
-``--no-concurrency``.
+fit after NumPy BLAS work; ~3 min) into ``bench/results/concurrency.md``, and
+``bench/threads.py`` (small networks on one thread against two; ~2 min) into
+``bench/results/threads.md``, unless ``--no-concurrency``.
 
 The suite runs in a subprocess with ``--benchmark-enable`` and without
 ``OPENBLAS_CORETYPE``/``OPENBLAS_L2_SIZE`` (they slow NumPy's OpenBLAS); the raw
@@ -583,7 +584,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--no-concurrency",
         action="store_true",
-        help="skip bench/concurrency.py (shared cores; its tables go to concurrency.md)",
+        help="skip bench/concurrency.py and bench/threads.py (concurrency.md, threads.md)",
     )
     args = parser.parse_args(argv)
 
@@ -623,6 +624,17 @@ def main(argv: list[str] | None = None) -> None:
         ).stdout
         (args.out_dir / "concurrency.md").write_text(tables, encoding="utf-8")
         print(f"wrote {args.out_dir / 'concurrency.md'}")
+        print("threads: bench/threads.py", flush=True)
+        table = subprocess.run(
+            [sys.executable, str(HERE / "threads.py")],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        (args.out_dir / "threads.md").write_text(table, encoding="utf-8")
+        print(f"wrote {args.out_dir / 'threads.md'}")
 
 
 if __name__ == "__main__":

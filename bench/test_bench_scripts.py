@@ -1,6 +1,7 @@
 """Smoke runs of the benchmark scripts that are not pytest-benchmark suites
-(``sparse_fit.py``, ``dask_scaling.py``): each runs its ``--quick`` case and prints its
-table. Not timed (the figures of a smoke run on a shared machine mean nothing)."""
+(``sparse_fit.py``, ``dask_scaling.py``, ``threads.py``): each runs its ``--quick``
+case and prints its table. Not timed (the figures of a smoke run on a shared
+machine mean nothing)."""
 
 from __future__ import annotations
 
@@ -41,3 +42,10 @@ def test_dask_scaling_quick_runs():
     assert "1 worker(s): " in out
     assert "2 worker(s): " in out
     assert "exact_round_s" in out
+
+
+@pytest.mark.slow
+def test_threads_quick_runs():
+    out = _quick("threads.py")
+    assert "| digits MLPClassifier (64,), adam |" in out
+    assert "| small [64, 32, 10] b32, float64 |" in out

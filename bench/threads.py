@@ -10,8 +10,10 @@ ms per epoch. On two threads these fits split each step's rows over the two
 timed with scikit-learn's own ``MLPClassifier``, in the same rounds.
 
 Target: two threads take at most 0.6x of the one-thread time, and the digits fits
-reach at least 4x scikit-learn. Prints a markdown table; ``--json FILE`` saves the
-raw figures.
+reach at least 4x scikit-learn. The ratios are taken within each round (the two
+figures a few seconds apart), then their median over the rounds: on a shared
+machine a round's figures move together. Prints a markdown table; ``--json
+FILE`` saves the raw figures.
 """
 
 from __future__ import annotations
@@ -123,6 +125,12 @@ def measure(rounds: int, quick: bool) -> dict[str, dict[str, list[float]]]:
     return times
 
 
+def _ratio(num: list[float], den: list[float]) -> str:
+    """Median over rounds of the ratio within each round, and its range."""
+    ratios = [a / b for a, b in zip(num, den, strict=True)]
+    return f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
+
+
 def render(times: dict[str, dict[str, list[float]]]) -> str:
     lines = [
         f"| case | 1 thread | 2 threads | 2 ÷ 1 (target ≤ {TARGET}) | scikit-learn "
@@ -132,8 +140,9 @@ def render(times: dict[str, dict[str, list[float]]]) -> str:
     for label, t in times.items():
         one, two = statistics.median(t["1"]), statistics.median(t["2"])
         sk = f"{statistics.median(t['sklearn']):.3g}" if t["sklearn"] else "—"
-        vs = f"{statistics.median(t['sklearn']) / two:.2f}{X}" if t["sklearn"] else "—"
-        lines.append(f"| {label} | {one:.3g} | {two:.3g} | {two / one:.2f} | {sk} | {vs} |")
+        vs = _ratio(t["sklearn"], t["2"]) if t["sklearn"] else "—"
+        split = _ratio(t["2"], t["1"])
+        lines.append(f"| {label} | {one:.3g} | {two:.3g} | {split} | {sk} | {vs} |")
     return "\n".join(lines)
 
 
@@ -145,7 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rounds = 1 if args.quick else args.rounds
     times = measure(rounds, args.quick)
-    print("Median ms per epoch over", rounds, "rounds (bench/threads.py).\n")
+    print(
+        f"Median ms per epoch over {rounds} rounds; ratios: median of each round's ratio "
+        "(range). (bench/threads.py)\n"
+    )
     print(render(times))
     if args.json is not None:
         args.json.write_text(json.dumps(times, indent=1), encoding="utf-8")

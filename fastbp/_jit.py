@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import numba
+import numba.core.event
 import numba.extending
 from numba.core import caching
 
@@ -165,9 +166,15 @@ def serial_and_parallel(body):
 
 
 # -- first-run notice ----------------------------------------------------------------
+#
+# Numba signals every real compile (not a load from its cache) with a
+# "numba:compile" event; fastbp listens for the outermost compile of one of its
+# functions and says so in one line. Nothing is checked per call: a fit that
+# compiles nothing pays nothing (an earlier per-call check cost microseconds of
+# every fit of a tiny network).
 
 _log = logging.getLogger("fastbp")
-_checked: set = set()
+MESSAGE = "fastbp: compiling kernels, first run only (`fastbp compile` does it ahead)..."
 # Where the one-line notice goes: None means stderr when it is a terminal (an
 # interactive session), else only the "fastbp" logger (see notices_to).
 _notice_stream: Any = None
@@ -185,39 +192,33 @@ def notices_to(stream: Any) -> Iterator[None]:
         _notice_stream = previous
 
 
-def needs_compiling(dispatcher: Any, args: tuple) -> bool:
-    """Whether ``dispatcher(*args)`` would compile: the variant is neither loaded in
-    this process nor in the on-disk cache. False when Numba's (private) cache
-    index cannot be read."""
-    try:
-        sig = tuple(dispatcher.typeof_pyval(a) for a in args)
-        if sig in dispatcher.overloads:
-            return False
-        cache = dispatcher._cache
-        if not getattr(cache, "_enabled", False):  # no cache: always compiles
-            return True
-        key = cache._index_key(sig, dispatcher.targetctx.codegen())
-        return key not in cache._cache_file._load_index()
-    except Exception:
-        return False
-
-
-def announce_compile(dispatcher: Any, args: tuple, key: Any) -> None:
-    """Say in one line that the next call compiles, the first time ``key`` is seen.
-
-    ``key`` is a cheap summary of the argument types, so that the exact check
-    (:func:`needs_compiling`, tens of microseconds) runs once per variant.
-    """
-    if key in _checked:
-        return
-    _checked.add(key)
-    if not needs_compiling(dispatcher, args):
-        return
-    message = "fastbp: compiling kernels, first run only (`fastbp compile` does it ahead)..."
-    _log.info(message)
+def _announce() -> None:
+    _log.info(MESSAGE)
     stream = _notice_stream
     with contextlib.suppress(AttributeError, ValueError, OSError):  # no usable stderr
         if stream is None and sys.stderr.isatty():
             stream = sys.stderr
         if stream is not None:
-            print(message, file=stream, flush=True)
+            print(MESSAGE, file=stream, flush=True)
+
+
+class _CompileNotice(numba.core.event.Listener):
+    """Announce each outermost compile of a fastbp function (compiles nest: a
+    function's callees compile inside it; Numba compiles under one global lock)."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+
+    def on_start(self, event: Any) -> None:
+        self.depth += 1
+        if self.depth == 1:
+            dispatcher = event.data.get("dispatcher") if isinstance(event.data, dict) else None
+            module = getattr(getattr(dispatcher, "py_func", None), "__module__", "") or ""
+            if module.split(".")[0] == "fastbp":
+                _announce()
+
+    def on_end(self, event: Any) -> None:
+        self.depth -= 1
+
+
+numba.core.event.register("numba:compile", _CompileNotice())

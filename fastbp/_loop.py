@@ -61,6 +61,7 @@ from numba import types
 
 from fastbp import _views, kernels
 from fastbp._jit import jit, jit_inline, mode_switch
+from fastbp._math import as_dtype_of
 
 
 class Net(NamedTuple):
@@ -331,31 +332,84 @@ def _layer_backward_impl(
 
 
 def _update(opt, params, grads, threads):
-    """Apply the optimizer to ``params`` from the whole gradient ``grads``."""
+    """Apply the optimizer to ``params`` from the whole gradient ``grads`` (FusedSGD:
+    nothing, the backward pass updated them); Adam counts the step."""
 
 
 @mode_switch(_update)
 def _update_impl(opt, params, grads, threads):
+    if _is(opt, FusedSGD) or opt is types.none:
+        return lambda opt, params, grads, threads: None
+
+    def update(opt, params, grads, threads):
+        apply_update(opt, params, grads, 0, params.size, _count_step(opt), threads)
+
+    return update
+
+
+def step_count(opt):
+    """The optimizer's step count (Adam's ``t``; 0 for the others)."""
+
+
+@mode_switch(step_count)
+def _step_count_impl(opt):
+    if _is(opt, Adam):
+        return lambda opt: opt.t[0]
+    return lambda opt: 0
+
+
+def _count_step(opt):
+    """Adam: count this step (``opt.t``) and return the count; others: 0."""
+
+
+@mode_switch(_count_step)
+def _count_step_impl(opt):
     if _is(opt, Adam):
 
-        def adam(opt, params, grads, threads):
+        def adam(opt):
             opt.t[0] += 1
-            lr = adam_rate(opt.lr, opt.beta_1, opt.beta_2, float(opt.t[0]))
+            return opt.t[0]
+
+        return adam
+    return lambda opt: 0
+
+
+def apply_update(opt, params, grads, lo, hi, step, threads):
+    """The optimizer's update of ``params[lo:hi]`` from ``grads[lo:hi]`` (and its state's
+    ``[lo:hi]``), in place: the one place an optimizer's update is chosen, for the
+    whole vector (:func:`_update`) or a part (``fastbp._rows``). ``step``: Adam's
+    step count t >= 1. FusedSGD: plain SGD, ``params -= lr * grads`` (the unsplit
+    loop fuses it into the backward pass instead)."""
+
+
+@mode_switch(apply_update)
+def _apply_update_impl(opt, params, grads, lo, hi, step, threads):
+    if _is(opt, Adam):
+
+        def adam(opt, params, grads, lo, hi, step, threads):
+            lr = adam_rate(opt.lr, opt.beta_1, opt.beta_2, float(step))
             kernels.adam_update(
-                params, grads, opt.m, opt.v, lr, opt.beta_1, opt.beta_2, opt.epsilon, threads
-            )
+                params[lo:hi], grads[lo:hi], opt.m[lo:hi], opt.v[lo:hi], lr, opt.beta_1,
+                opt.beta_2, opt.epsilon, threads,
+            )  # fmt: skip
 
         return adam
     if _is(opt, Momentum):
 
-        def momentum(opt, params, grads, threads):
+        def momentum(opt, params, grads, lo, hi, step, threads):
             kernels.momentum_update(
-                params, grads, opt.velocity, opt.lr, opt.momentum, opt.nesterov, threads
-            )
+                params[lo:hi], grads[lo:hi], opt.velocity[lo:hi], opt.lr, opt.momentum,
+                opt.nesterov, threads,
+            )  # fmt: skip
 
         return momentum
-    # None (gradient only) and FusedSGD (updated during the backward pass).
-    return lambda opt, params, grads, threads: None
+
+    def sgd(opt, params, grads, lo, hi, step, threads):  # FusedSGD's plain form
+        rate = as_dtype_of(opt.lr, params)
+        for i in range(lo, hi):
+            params[i] -= rate * grads[i]
+
+    return sgd
 
 
 def _dropout_rows(dropout, x):

@@ -41,7 +41,7 @@ from numba.core import cgutils, types
 from numba.extending import intrinsic
 from numba.np.arrayobj import make_array
 
-from fastbp import _loop, kernels
+from fastbp import _loop
 from fastbp._jit import jit, jit_inline, mode_switch
 from fastbp._math import as_dtype_of
 
@@ -237,40 +237,6 @@ def _rows_pass(part, net, objective, epoch, row, m, half, shared):
     shared[half] = _loop.backward_pass(xin, yin, swin, net, bufs, whole, None, None)
 
 
-def _update(opt, params, grads, lo, hi, t):
-    """The optimizer's update of params[lo:hi] from grads[lo:hi]; t: Adam's step."""
-
-
-@mode_switch(_update)
-def _update_impl(opt, params, grads, lo, hi, t):
-    if _loop._is(opt, _loop.Adam):
-
-        def adam(opt, params, grads, lo, hi, t):
-            lr = _loop.adam_rate(opt.lr, opt.beta_1, opt.beta_2, float(t))
-            kernels.adam_update(
-                params[lo:hi], grads[lo:hi], opt.m[lo:hi], opt.v[lo:hi], lr, opt.beta_1,
-                opt.beta_2, opt.epsilon,
-            )  # fmt: skip
-
-        return adam
-    if _loop._is(opt, _loop.Momentum):
-
-        def momentum(opt, params, grads, lo, hi, t):
-            kernels.momentum_update(
-                params[lo:hi], grads[lo:hi], opt.velocity[lo:hi], opt.lr, opt.momentum,
-                opt.nesterov,
-            )  # fmt: skip
-
-        return momentum
-
-    def sgd(opt, params, grads, lo, hi, t):  # fastbp.Network's plain SGD
-        rate = as_dtype_of(opt.lr, params)
-        for i in range(lo, hi):
-            params[i] -= rate * grads[i]
-
-    return sgd
-
-
 @jit_inline
 def _params_pass(parts, net, objective, opt, epoch, row, m, half, step, shared, sync, loss_sums):
     """Phase 1: add the halves' gradients and update this half of the parameters.
@@ -301,7 +267,7 @@ def _params_pass(parts, net, objective, opt, epoch, row, m, half, step, shared, 
             w1 = min(hi, w_off[layer] + sizes[layer] * sizes[layer + 1])
             for i in range(w0, w1):
                 grads[i] += scale * params[i]
-    _update(opt, params, grads, lo, hi, step)
+    _loop.apply_update(opt, params, grads, lo, hi, step, None)
     if half == 0:
         loss_sums[epoch] += J * m
     return True
@@ -315,8 +281,9 @@ def train_part(parts, net, objective, opt, epoch, row, max_steps, stop, loss_sum
     ``sync[CUTOFF] = NO_CUTOFF``, ``shared`` (SHARED,) float64.
 
     parts: a pair of :class:`Part`; net: the layout for ``(batch + 1) // 2`` rows;
-    objective, opt, loss_sums, stop: as ``_loop.train_chunk``. Adam's step count
-    ``opt.t`` is read, never written (the caller adds the steps done).
+    objective, opt, loss_sums, stop: as ``_loop.train_chunk``. The optimizer's step
+    count (``_loop.step_count``: Adam's ``opt.t``) is read, never written: the
+    caller adds the steps done.
 
     Returns (steps, epoch, row, status) once every ticket is done: the steps done,
     where the next would start, and status 1 if J was not finite (fused SGD).
@@ -328,7 +295,7 @@ def train_part(parts, net, objective, opt, epoch, row, max_steps, stop, loss_sum
     first = (n - row + batch - 1) // batch
     left = first + (loss_sums.size - epoch - 1) * per_epoch if epoch < loss_sums.size else 0
     n_steps = min(max_steps, left)
-    t0 = _adam_steps(opt)
+    t0 = _loop.step_count(opt)
     total = n_steps * TICKETS
     while True:
         ticket = atomic_add(sync, CLAIMED, 1)
@@ -356,14 +323,3 @@ def train_part(parts, net, objective, opt, epoch, row, max_steps, stop, loss_sum
     steps = min(n_steps, atomic_load(sync, CUTOFF))
     epoch, row = _position(epoch, row, steps, first, per_epoch, batch)
     return steps, epoch, row, sync[STATUS]
-
-
-def _adam_steps(opt):
-    """Adam's step count before the chunk (0 for other optimizers)."""
-
-
-@mode_switch(_adam_steps)
-def _adam_steps_impl(opt):
-    if _loop._is(opt, _loop.Adam):
-        return lambda opt: opt.t[0]
-    return lambda opt: 0

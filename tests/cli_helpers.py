@@ -36,7 +36,7 @@ def fastbp(*args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedPr
     )
 
 
-# The first fit that compiles says so on stderr (fastbp._jit.announce_compile):
+# The first fit that compiles says so on stderr (fastbp._jit._CompileNotice):
 # whether it does depends on what earlier tests left in the compile cache.
 COMPILE_NOTICE = "fastbp: compiling kernels, first run only"
 

@@ -171,3 +171,31 @@ def test_fastbp_compile_fills_the_cache(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().splitlines()[-1] == "0", "a variant was compiled, not loaded"
+
+
+NOTICE_SCRIPT = """
+import sys
+import numpy as np
+import fastbp
+from fastbp import _jit
+with _jit.notices_to(sys.stderr):
+    net = fastbp.Network([2, 3, 1], seed=0)
+    net.fit(np.zeros((4, 2)), np.zeros((4, 1)), epochs=1)
+    net.predict(np.zeros((4, 2)))
+"""
+
+
+def test_a_compiling_fit_says_so_once_and_a_cached_one_does_not(tmp_path):
+    """The first-compile notice: one line per outermost compile (the fit's loop,
+    then prediction's), none when everything loads from the cache."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    command = [sys.executable, "-c", NOTICE_SCRIPT]
+    runs = [
+        subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=True)
+        for _ in range(2)
+    ]
+    from fastbp._jit import MESSAGE
+
+    cold, warm = (run.stderr.splitlines().count(MESSAGE) for run in runs)
+    assert 1 <= cold <= 3
+    assert warm == 0

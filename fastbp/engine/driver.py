@@ -19,7 +19,7 @@ import numpy as np
 
 from fastbp import _loop
 from fastbp._interrupt import watch as watch_sigint
-from fastbp._jit import PARALLEL_GEMM, announce_compile
+from fastbp._jit import PARALLEL_GEMM
 from fastbp._threads import Threads, compute_threads, kernel_threads
 from fastbp._validation import all_finite
 from fastbp.engine.dropout import Dropout
@@ -41,11 +41,6 @@ def threads_for(layout: Layout, rows: int, n_threads: int | None = None) -> int 
     """The kernels' ``threads`` argument for batches of ``rows`` (one picker for all);
     ``n_threads``: a per-call thread count, None for the budget."""
     return kernel_threads(layout.sizes, rows, PARALLEL_GEMM, n_threads)
-
-
-def _array_kind(a: np.ndarray) -> tuple:
-    flags = a.flags
-    return (a.dtype.char, a.ndim, flags.c_contiguous, flags.f_contiguous, flags.writeable)
 
 
 class Diverged(Exception):
@@ -255,20 +250,6 @@ class Trainer:
             x, self.y, self.sw, orders, batch, self.gather, self.xb, self.yb, self.swb
         )
 
-    def _variant(self, data: _loop.Data | _loop.SparseData, bundle: Any) -> tuple:
-        """What selects a compiled variant of the loop, cheaply (see announce_compile)."""
-        xs = (data.data, data.indices) if self.sparse else (data.x,)
-        return (
-            "train_chunk",
-            type(bundle),
-            self.objective is None,
-            self.bufs.dropout is None,
-            self.threads is None,
-            data.gather,
-            self.sw.size > 0,
-            *(_array_kind(a) for a in (*xs, data.y)),
-        )
-
     def steps(self, count: int, row: int = 0) -> tuple[int, float]:
         """Run exactly ``count`` steps from ``row`` of the first pass over the rows,
         wrapping around (a new order for each pass when shuffling), in one
@@ -316,10 +297,9 @@ class Trainer:
             if self.rows is not None:
                 epoch, row, status = self.rows.chunk(
                     data, self.objective, bundle, epoch, row, steps, self.stop, loss_sums,
-                    self.two_threads, ("train_part", *self._variant(data, bundle)),
+                    self.two_threads,
                 )  # fmt: skip
             else:
-                announce_compile(_loop.train_chunk, args, self._variant(data, bundle))
                 epoch, row, status = _loop.train_chunk(*args)
             elapsed = time.perf_counter() - t
             self.opt.after_steps(bundle)

@@ -60,6 +60,8 @@ class Layout:
             total_w = int(w_sizes.sum())
             self.b_off = (total_w + np.concatenate(([0], np.cumsum(n_out)[:-1]))).astype(np.int64)
         self.n_params = int((n_in * n_out + n_out).sum())
+        # Multiply-adds of one row's forward pass (sum of n_in x n_out).
+        self.row_work = int((n_in * n_out).sum())
         self.n_units = int(n_out.sum())
         self._nets: dict[int, _loop.Net] = {}
         # What prediction passes as the objective (no penalty), made once.

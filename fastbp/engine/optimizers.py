@@ -168,7 +168,7 @@ class Adam(Optimizer):
 
 #: Every optimizer by name. Adding one: its update kernel (``kernels.py``, with its
 #: twin in ``reference.py``), a bundle type in ``_loop.py`` with its branch of
-#: ``_loop._update``, its class here, and this line.
+#: ``_loop.apply_update``, its class here, and this line.
 OPTIMIZERS = {cls.name: cls for cls in (FusedSGD, SGD, Adam)}
 
 

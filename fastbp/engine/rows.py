@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from fastbp import _loop, _rows
-from fastbp._jit import PARALLEL_GEMM, announce_compile
+from fastbp._jit import PARALLEL_GEMM
 from fastbp._threads import get_num_threads, get_reproducible
 from fastbp.engine.layout import Layout
 
@@ -51,9 +51,7 @@ def splits(
         return False
     if _forced:
         return True
-    sizes = layout.sizes
-    work = batch * int((sizes[:-1] * sizes[1:]).sum())
-    if work < MIN_WORK or layout.largest_product(batch) >= PARALLEL_GEMM:
+    if batch * layout.row_work < MIN_WORK or layout.largest_product(batch) >= PARALLEL_GEMM:
         return False
     return get_reproducible() or get_num_threads(n_threads) >= 2
 
@@ -169,7 +167,7 @@ class RowSplit:
 
     def chunk(
         self, data: _loop.Data, objective: Any, bundle: Any, epoch: int, row: int, steps: int,
-        stop: np.ndarray, loss_sums: np.ndarray, two_threads: bool, variant: tuple,
+        stop: np.ndarray, loss_sums: np.ndarray, two_threads: bool,
     ) -> tuple[int, int, int]:  # fmt: skip
         """Run at most ``steps`` split steps from (epoch, row), on two threads if
         ``two_threads``; returns (epoch, row, status) as ``_loop.train_chunk``."""
@@ -185,12 +183,11 @@ class RowSplit:
         sync[_rows.CUTOFF] = _rows.NO_CUTOFF
         args = (parts, self.net, objective, bundle, epoch, row, steps, stop, loss_sums, sync,
                 self.shared)  # fmt: skip
-        announce_compile(_rows.train_part, args, variant)
         if two_threads:
             if self.helper is None:
                 self.helper = _take_helper()
             self.helper.submit(args)
         done, epoch, row, status = _rows.train_part(*args)
-        if isinstance(bundle, _loop.Adam):
+        if isinstance(bundle, _loop.Adam):  # the step count of _loop.step_count
             bundle.t[0] += done
         return epoch, row, int(status)

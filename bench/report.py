@@ -613,28 +613,18 @@ def main(argv: list[str] | None = None) -> None:
     report = write_outputs(data, args.out_dir)
     print(f"wrote {report} and {args.out_dir / 'speed.png'}")
     if args.from_json is None and not args.no_concurrency:
-        print("concurrency: bench/concurrency.py", flush=True)
-        tables = subprocess.run(
-            [sys.executable, str(HERE / "concurrency.py")],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        (args.out_dir / "concurrency.md").write_text(tables, encoding="utf-8")
-        print(f"wrote {args.out_dir / 'concurrency.md'}")
-        print("threads: bench/threads.py", flush=True)
-        table = subprocess.run(
-            [sys.executable, str(HERE / "threads.py")],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        (args.out_dir / "threads.md").write_text(table, encoding="utf-8")
-        print(f"wrote {args.out_dir / 'threads.md'}")
+        for script, out in (("concurrency.py", "concurrency.md"), ("threads.py", "threads.md")):
+            print(f"{out[:-3]}: bench/{script}", flush=True)
+            tables = subprocess.run(
+                [sys.executable, str(HERE / script)],
+                env=env,
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            (args.out_dir / out).write_text(tables, encoding="utf-8")
+            print(f"wrote {args.out_dir / out}")
 
 
 if __name__ == "__main__":

@@ -82,33 +82,31 @@ def _is_int64_array(arr) -> bool:
     return isinstance(arr, types.Array) and arr.dtype == types.int64 and arr.ndim == 1
 
 
-@intrinsic
-def atomic_add(typingctx, arr, index, value):
-    """``arr[index] += value`` atomically (sequentially consistent); returns the old
-    value. arr 1-D int64, C-contiguous (not checked)."""
-    if not _is_int64_array(arr):
-        return None
+def _read_modify_write(op: str, doc: str):
+    """An intrinsic ``(arr, index, value) -> old arr[index]`` that applies LLVM's
+    ``atomicrmw op`` (sequentially consistent) to ``arr[index]``; arr 1-D int64,
+    C-contiguous (not checked)."""
 
-    def codegen(context, builder, signature, args):
-        ptr = _slot_pointer(context, builder, signature, args)
-        v = context.cast(builder, args[2], signature.args[2], types.int64)
-        return builder.atomic_rmw("add", ptr, v, "seq_cst")
+    def typer(typingctx, arr, index, value):
+        if not _is_int64_array(arr):
+            return None
 
-    return types.int64(arr, index, value), codegen
+        def codegen(context, builder, signature, args):
+            ptr = _slot_pointer(context, builder, signature, args)
+            v = context.cast(builder, args[2], signature.args[2], types.int64)
+            return builder.atomic_rmw(op, ptr, v, "seq_cst")
+
+        return types.int64(arr, index, value), codegen
+
+    typer.__doc__ = doc
+    typer.__name__ = typer.__qualname__ = f"atomic_{op}"
+    return intrinsic(typer)
 
 
-@intrinsic
-def atomic_min(typingctx, arr, index, value):
-    """``arr[index] = min(arr[index], value)`` atomically; returns the old value."""
-    if not _is_int64_array(arr):
-        return None
-
-    def codegen(context, builder, signature, args):
-        ptr = _slot_pointer(context, builder, signature, args)
-        v = context.cast(builder, args[2], signature.args[2], types.int64)
-        return builder.atomic_rmw("min", ptr, v, "seq_cst")
-
-    return types.int64(arr, index, value), codegen
+atomic_add = _read_modify_write("add", "``arr[index] += value`` atomically; returns the old value.")
+atomic_min = _read_modify_write(
+    "min", "``arr[index] = min(arr[index], value)`` atomically; returns the old value."
+)
 
 
 @intrinsic
@@ -146,25 +144,6 @@ def _wait_done(sync, target):
         spins += 1
         if spins > SPINS:
             yield_cpu()
-
-
-@jit
-def wait_for(arr, index, target, spins):
-    """Whether ``arr[index]`` reached ``target`` within ``spins`` reads (yielding the
-    core between reads after the first ``SPINS``): how an idle helper thread watches
-    for its next chunk before it goes to sleep."""
-    for i in range(spins):
-        if atomic_load(arr, index) >= target:
-            return True
-        if i > SPINS:
-            yield_cpu()
-    return False
-
-
-@jit
-def post(arr, index):
-    """``arr[index] += 1`` atomically (tells a helper watching with :func:`wait_for`)."""
-    atomic_add(arr, index, 1)
 
 
 # -- the steps --------------------------------------------------------------------------

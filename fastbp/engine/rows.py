@@ -32,10 +32,6 @@ from fastbp.engine.layout import Layout
 MIN_WORK = 400_000
 # Fewest rows in a half-batch.
 MIN_ROWS = 4
-# How long an idle helper thread watches for its next chunk before it sleeps, in
-# reads of its mailbox (after _rows.SPINS of them, each read yields the core
-# first): a few milliseconds, longer than the estimators' work between epochs.
-WATCH = 20_000
 
 
 def splits(
@@ -73,30 +69,40 @@ def forced() -> Iterator[None]:
 
 
 class _Helper:
-    """A thread that runs the second half of split chunks.
-
-    It watches its mailbox for a while after each chunk (an estimator returns to
-    Python between epochs for a fraction of a millisecond; waking a sleeping
-    thread takes tens of microseconds), then sleeps on its queue.
-    """
+    """A thread that runs the second half of split chunks: it sleeps on its queue
+    between chunks, and says when it is done with one (:meth:`wait`)."""
 
     def __init__(self) -> None:
         self.jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self.mailbox = np.zeros(1, dtype=np.int64)
+        self.done: queue.SimpleQueue = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._serve, name="fastbp-rows", daemon=True)
         self.thread.start()
 
     def submit(self, args: tuple) -> None:
         self.jobs.put(args)
-        _rows.post(self.mailbox, 0)
 
     def _serve(self) -> None:
-        seen = 0
         while True:
-            _rows.wait_for(self.mailbox, 0, seen + 1, WATCH)
             args = self.jobs.get()
-            seen += 1
-            _rows.train_part(*args)
+            try:
+                _rows.train_part(*args)
+            finally:
+                self.done.put(None)
+
+    def wait(self) -> None:
+        """Until the submitted chunk is done (at once if the calling thread already
+        did every ticket: the helper then finds them taken). Not cut short by
+        Ctrl-C: the helper must be out of the chunk's buffers before they are
+        reused; the interrupt is raised after."""
+        interrupted: BaseException | None = None
+        while True:
+            try:
+                self.done.get()
+                break
+            except BaseException as exc:  # KeyboardInterrupt: wait, then re-raise
+                interrupted = exc
+        if interrupted is not None:
+            raise interrupted
 
 
 # Idle helper threads, shared by the fits of the process (one per fit running).
@@ -175,19 +181,20 @@ class RowSplit:
             _rows.Part(data._replace(**gather), bufs)
             for gather, bufs in zip(self.gather, self.parts_bufs, strict=True)
         )
-        # A new sync array per chunk: when this thread returns, every ticket is
-        # done, but the helper may not have started yet; it then finds the
-        # tickets of its own chunk taken and returns, touching nothing else. So
-        # nothing waits for it.
         sync = np.zeros(_rows.SIZE, dtype=np.int64)
         sync[_rows.CUTOFF] = _rows.NO_CUTOFF
         args = (parts, self.net, objective, bundle, epoch, row, steps, stop, loss_sums, sync,
                 self.shared)  # fmt: skip
-        if two_threads:
-            if self.helper is None:
-                self.helper = _take_helper()
-            self.helper.submit(args)
-        done, epoch, row, status = _rows.train_part(*args)
+        if two_threads and self.helper is None:
+            self.helper = _take_helper()
+        helper = self.helper if two_threads else None
+        if helper is not None:
+            helper.submit(args)
+        try:
+            done, epoch, row, status = _rows.train_part(*args)
+        finally:
+            if helper is not None:
+                helper.wait()
         if isinstance(bundle, _loop.Adam):  # the step count of _loop.step_count
             bundle.t[0] += done
         return epoch, row, int(status)

@@ -164,6 +164,7 @@ class RowSplit:
             )
         self.shared = np.zeros(_rows.SHARED)
         self.helper: _Helper | None = None
+        self.compiled = False  # whether a chunk ran: train_part is compiled for this fit
 
     def close(self) -> None:
         """Give the helper thread back to the process's idle ones (end of the fit)."""
@@ -185,9 +186,11 @@ class RowSplit:
         sync[_rows.CUTOFF] = _rows.NO_CUTOFF
         args = (parts, self.net, objective, bundle, epoch, row, steps, stop, loss_sums, sync,
                 self.shared)  # fmt: skip
-        if two_threads and self.helper is None:
+        # The first chunk runs on this thread alone, so that a variant not yet
+        # compiled (or loaded from the cache) is compiled here, never on the helper.
+        if two_threads and self.compiled and self.helper is None:
             self.helper = _take_helper()
-        helper = self.helper if two_threads else None
+        helper = self.helper if two_threads and self.compiled else None
         if helper is not None:
             helper.submit(args)
         try:
@@ -195,6 +198,7 @@ class RowSplit:
         finally:
             if helper is not None:
                 helper.wait()
+        self.compiled = True
         if isinstance(bundle, _loop.Adam):  # the step count of _loop.step_count
             bundle.t[0] += done
         return epoch, row, int(status)

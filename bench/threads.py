@@ -4,10 +4,11 @@
     python bench/threads.py --quick      # smoke run: 1 round, few epochs (~15 s)
 
 Each round times every case on 1 and on 2 threads (``fastbp.set_num_threads``),
-in alternating order, in this one process; a figure is the median over rounds of
-ms per epoch. On two threads these fits split each step's rows over the two
-(``fastbp.engine.rows``); on one they run as before. The digits fits are also
-timed with scikit-learn's own ``MLPClassifier``, in the same rounds.
+in alternating order, in this one process, then scikit-learn's fits; a figure is
+the median over rounds of ms per epoch. On two threads these fits split each
+step's rows over the two (``fastbp.engine.rows``); on one they run as before. The
+digits fits are also timed with scikit-learn's own ``MLPClassifier``, in the same
+rounds.
 
 Target: two threads take at most 0.6x of the one-thread time, and the digits fits
 reach at least 4x scikit-learn. The ratios are taken within each round (the two
@@ -118,6 +119,10 @@ def measure(rounds: int, quick: bool) -> dict[str, dict[str, list[float]]]:
                 for n in order:
                     fastbp.set_num_threads(n)
                     times[label][str(n)].append(runs["fastbp"]())
+            # scikit-learn's fits last: right after them NumPy's OpenBLAS threads
+            # keep spinning for a while and hold the second core (measured: the
+            # sgd fit then gained nothing from two threads).
+            for label, runs in table.items():
                 if "sklearn" in runs:
                     times[label]["sklearn"].append(runs["sklearn"]())
     finally:

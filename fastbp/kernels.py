@@ -1001,6 +1001,18 @@ def _sparse_work(indptr, m, h):
 
 
 @jit_inline
+def _sparse_threaded(threads, parts, indptr, m, h):
+    """Whether a sparse kernel splits its ``parts`` (rows or columns) over threads:
+    more than one of them, and enough work (``SPARSE_PARALLEL``)."""
+    return (
+        threads is not None
+        and threads > 1
+        and parts > 1
+        and _sparse_work(indptr, m, h) >= SPARSE_PARALLEL
+    )
+
+
+@jit_inline
 def _sparse_rows(data, indices, indptr, order, start, w, out, i0, i1):
     h = out.shape[1]
     for i in range(i0, i1):
@@ -1037,12 +1049,7 @@ def sparse_forward(
     h), b (h,), out (m, h) C-contiguous. Rows run on threads when big. Mutates ``out``.
     """
     m, h = out.shape
-    if (
-        threads is not None
-        and threads > 1
-        and m > 1
-        and _sparse_work(indptr, m, h) >= SPARSE_PARALLEL
-    ):
+    if _sparse_threaded(threads, m, indptr, m, h):
         _sparse_forward_parallel(data, indices, indptr, order, start, w, out, min(threads, m))
     else:
         _sparse_rows(data, indices, indptr, order, start, w, out, 0, m)
@@ -1078,12 +1085,7 @@ _sparse_scatter_parallel = pjit(_sparse_scatter_body)
 def _sparse_scatter_split(data, indices, indptr, order, start, delta, scale, dw, threads):
     """:func:`_sparse_scatter` over all columns; each thread owns a block of columns."""
     m, h = delta.shape
-    if (
-        threads is not None
-        and threads > 1
-        and h > 1
-        and _sparse_work(indptr, m, h) >= SPARSE_PARALLEL
-    ):
+    if _sparse_threaded(threads, h, indptr, m, h):
         n_blocks = min(threads, h)
         _sparse_scatter_parallel(data, indices, indptr, order, start, delta, scale, dw, n_blocks)
     else:

@@ -59,3 +59,14 @@ def interrupt_script(script: Path, *args: str) -> tuple[float, dict]:
     result = json.loads(out.strip().splitlines()[-1])
     assert result["fit_seconds"] > 1.0
     return sent, result
+
+
+def modules_after(imports: str, names: set[str]) -> list[str]:
+    """Which top-level packages of ``names`` a fresh interpreter has loaded after
+    ``import <imports>`` (for the tests that optional dependencies stay unloaded)."""
+    code = (
+        f"import json, sys, {imports}; "
+        f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & {set(names)!r})))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])

@@ -163,6 +163,7 @@ class RowSplit:
                 }
             )
         self.shared = np.zeros(_rows.SHARED)
+        self.sync = np.zeros(_rows.SIZE, dtype=np.int64)
         self.helper: _Helper | None = None
         self.compiled = False  # whether a chunk ran: train_part is compiled for this fit
 
@@ -182,7 +183,8 @@ class RowSplit:
             _rows.Part(data._replace(**gather), bufs)
             for gather, bufs in zip(self.gather, self.parts_bufs, strict=True)
         )
-        sync = np.zeros(_rows.SIZE, dtype=np.int64)
+        sync = self.sync  # free: the helper of the last chunk was waited for
+        sync[:] = 0
         sync[_rows.CUTOFF] = _rows.NO_CUTOFF
         args = (parts, self.net, objective, bundle, epoch, row, steps, stop, loss_sums, sync,
                 self.shared)  # fmt: skip

@@ -122,6 +122,10 @@ def run_suite(env: dict[str, str], json_path: Path, args: argparse.Namespace) ->
         "-q",
         "-p",
         "no:cacheprovider",
+        "-n",  # one process: pytest-benchmark times nothing on xdist workers
+        "0",
+        "--dist",
+        "no",
         "--benchmark-enable",
         f"--benchmark-json={json_path}",
         "--benchmark-columns=median,iqr,rounds,iterations",

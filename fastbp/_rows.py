@@ -181,7 +181,8 @@ def _half_objective(objective, rows, sw_sum):
 def _half_objective_impl(objective, rows, sw_sum):
     if objective is types.none:
         return lambda objective, rows, sw_sum: _loop.HalfMSE(rows)
-    return lambda objective, rows, sw_sum: _loop.HalfLoss(objective.loss, sw_sum)
+    half = _loop.HALF_LOSSES[objective.instance_class.CODE]
+    return lambda objective, rows, sw_sum: half(objective.loss, sw_sum)
 
 
 def _alpha(objective):

@@ -98,6 +98,7 @@ def _per_code(
     body: str = "{cases}",
     otherwise: str = "return",
     doc: str = "",
+    inline: bool = True,
 ) -> Callable:
     """Compile ``name(params..., code)``, branching on ``code`` over registry entries.
 
@@ -112,8 +113,8 @@ def _per_code(
     1.2 s; a loop taking the function as an argument 1.6 s; inlined closures
     chained per entry 1.8 s; ``numba.literal_unroll`` over the entries 1.5 s (and
     an experimental-feature warning). The function has no source file, so it is
-    compiled without the on-disk cache; it is only ever inlined into cached
-    kernels of this file.
+    compiled without the on-disk cache; it is only ever inlined into (or, with
+    ``inline=False``, linked into) cached compiled functions.
     """
     namespace = dict(globals())
     cases = []
@@ -136,8 +137,8 @@ def _per_code(
         else:
             lines.append("    " + line)
     exec("\n".join(lines), namespace)
-    options = {**JIT_OPTIONS, "cache": False}
-    return numba.njit(inline="always", **options)(namespace[name])
+    options = {**JIT_OPTIONS, "cache": False, "inline": "always" if inline else "never"}
+    return numba.njit(**options)(namespace[name])
 
 
 # -- activations -------------------------------------------------------------------
@@ -689,19 +690,17 @@ LOSS_POISSON = LOSSES["poisson"].code
 LOSS_BINARY = LOSSES["binary_log_loss"].code
 LOSS_SOFTMAX = LOSSES["log_loss"].code
 
-_output_function = _per_code(
-    "_output_function",
-    "a",
-    LOSSES.values(),
-    "output",
+_OUTPUT_FUNCTION = dict(
+    name="_output_function",
+    params="a",
+    field="output",
     case="{fn}(a)",
     doc="The output function of the loss, in place on a (m, k).",
 )
-_output_loss_terms = _per_code(
-    "_output_loss_terms",
-    "a, y, sw, sw_sum, grad",
-    LOSSES.values(),
-    "term",
+_OUTPUT_LOSS_TERMS = dict(
+    name="_output_loss_terms",
+    params="a, y, sw, sw_sum, grad",
+    field="term",
     case="""
     for i in range(m):
         wi = sw[i] if weighted else one
@@ -731,6 +730,31 @@ _output_loss_terms = _per_code(
     """,
     otherwise="return math.nan",
     doc="J of the loss and ``grad = w_i (a - y) / sw_sum``: see :func:`output_loss_grad`.",
+)
+
+_output_function = _per_code(entries=LOSSES.values(), **_OUTPUT_FUNCTION)
+_output_loss_terms = _per_code(entries=LOSSES.values(), **_OUTPUT_LOSS_TERMS)
+
+
+def _one_loss(entry: Loss, spec: dict) -> Callable:
+    """``spec``'s function for ``entry`` alone, named after it (compiled on its own,
+    not inlined, so its name shows in its callers' code: tests/test_compiled_modes.py)."""
+    return _per_code(
+        entries=[entry], **{**spec, "name": f"{spec['name']}_{entry.name}"}, inline=False
+    )
+
+
+#: The same two functions, one pair per loss code (``{code: (output function, loss
+#: terms)}``), each holding that loss's loops only: for compiled callers that know
+#: their loss while typing (``fastbp._loop``'s objectives carry it in their type),
+#: which then compile one loss instead of all (measured in ``_loop._per_loss``).
+#: Called with their own code as the last argument.
+LOSS_KERNELS = MappingProxyType(
+    {
+        e.code: (_one_loss(e, _OUTPUT_FUNCTION), _one_loss(e, _OUTPUT_LOSS_TERMS))
+        for e in LOSSES.values()
+        if e.term is not None
+    }
 )
 
 

@@ -10,6 +10,8 @@ update and the scikit-learn losses, and compile slower: this test fails then.
 
 from __future__ import annotations
 
+import re
+
 import numba
 import numpy as np
 import pytest
@@ -58,7 +60,7 @@ def network_ir() -> str:
 @pytest.mark.slow
 def test_network_loop_holds_no_other_mode(network_ir):
     assert "dense_backward_sgd" in network_ir  # its own kernel is there
-    for absent in ("adam_update", "momentum_update", "output_loss_grad", "dense_backward$"):
+    for absent in ("adam_update", "momentum_update", "_output_loss_terms", "dense_backward$"):
         name = absent.rstrip("$")
         found = [line for line in network_ir.splitlines() if name in line]
         if absent.endswith("$"):  # dense_backward, not dense_backward_sgd
@@ -75,18 +77,30 @@ def adam_ir() -> str:
 def test_adam_loop_holds_its_update_only(adam_ir):
     ir = adam_ir
     assert "adam_update" in ir
-    assert "output_loss_grad" in ir
     assert "momentum_update" not in ir
     assert "dense_backward_sgd" not in ir
+
+
+@pytest.mark.slow
+def test_loop_holds_its_own_loss_only(adam_ir):
+    """The loss is part of the objective's type: the squared-error variant holds
+    that loss's loops and no other loss's (kernels.LOSS_KERNELS)."""
+    for entry in kernels.LOSSES.values():
+        if entry.term is None:
+            continue
+        for function in ("_output_loss_terms_", "_output_function_"):
+            present = function + entry.name in adam_ir
+            assert present == (entry.code == kernels.LOSS_SQUARED), function + entry.name
 
 
 @pytest.mark.slow
 def test_dropout_is_compiled_only_where_used(adam_ir):
     """The loop without dropout (every fit with dropout=0) holds no dropout code; the
     one with dropout calls its kernels."""
-    assert "dropout" not in adam_ir
+    # Mangled names of the dropout kernels: "kernels", their name's length, their name.
+    kernel = re.compile(r"kernels\d+dropout_(forward|backward)")
+    assert not kernel.search(adam_ir)
     with_dropout = compiled_ir(
         engine.Adam(26, np.float64), kernels.LOSS_SQUARED, engine.Dropout(np.array([0.5]), 1)
     )
-    assert "dropout_forward" in with_dropout
-    assert "dropout_backward" in with_dropout
+    assert {m.group(1) for m in kernel.finditer(with_dropout)} == {"forward", "backward"}

@@ -226,7 +226,7 @@ def test_gradient_with_fixed_mask_equals_finite_differences(case, dtype, rng):
     # with the same masks (a row's masks depend on its values as float64).
     x, y, sw = (a.astype(dtype).astype(np.float64) for a in (x, y, sw))
     params = (rng.standard_normal(layout.n_params) * 0.7).astype(dtype).astype(np.float64)
-    objective = None if code is None else _loop.Objective(code, 0.01)
+    objective = None if code is None else _loop.objective(code, 0.01)
 
     def cast(a):
         return a.astype(dtype)

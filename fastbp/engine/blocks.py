@@ -56,7 +56,7 @@ class Gradient:
             self.params, np.zeros(layout.n_params, dtype=dtype), acts, np.empty_like(acts)
         )
         self.net = layout.net(n)
-        self.objective = None if layout.loss is None else _loop.Objective(layout.loss, alpha)
+        self.objective = None if layout.loss is None else _loop.objective(layout.loss, alpha)
         self.threads = threads_for(layout, n, n_threads)
 
     def __call__(self, params: np.ndarray) -> tuple[float, np.ndarray]:

@@ -143,7 +143,7 @@ class Trainer:
         self.n = n
         self.shuffle = shuffle
         self.per_epoch = per_epoch
-        self.objective = None if layout.loss is None else _loop.Objective(layout.loss, alpha)
+        self.objective = None if layout.loss is None else _loop.objective(layout.loss, alpha)
         # CSR x (checked by the front end: fastbp.engine.sparse.check_csr) is never
         # copied: batches read its rows where they are; only y and sw are gathered.
         self.sparse = is_sparse(x)

@@ -65,7 +65,7 @@ class Layout:
         self.n_units = int(n_out.sum())
         self._nets: dict[int, _loop.Net] = {}
         # What prediction passes as the objective (no penalty), made once.
-        self.predict_objective = None if loss is None else _loop.Objective(loss, 0.0)
+        self.predict_objective = None if loss is None else _loop.objective(loss, 0.0)
 
     @property
     def n_layers(self) -> int:

@@ -732,9 +732,6 @@ _OUTPUT_LOSS_TERMS = dict(
     doc="J of the loss and ``grad = w_i (a - y) / sw_sum``: see :func:`output_loss_grad`.",
 )
 
-_output_function = _per_code(entries=LOSSES.values(), **_OUTPUT_FUNCTION)
-_output_loss_terms = _per_code(entries=LOSSES.values(), **_OUTPUT_LOSS_TERMS)
-
 
 def _one_loss(entry: Loss, spec: dict) -> Callable:
     """``spec``'s function for ``entry`` alone, named after it (compiled on its own,
@@ -744,17 +741,37 @@ def _one_loss(entry: Loss, spec: dict) -> Callable:
     )
 
 
-#: The same two functions, one pair per loss code (``{code: (output function, loss
-#: terms)}``), each holding that loss's loops only: for compiled callers that know
-#: their loss while typing (``fastbp._loop``'s objectives carry it in their type),
-#: which then compile one loss instead of all (measured in ``_loop._per_loss``).
-#: Called with their own code as the last argument.
+#: The two functions of each scikit-learn loss (``{code: (output function, loss
+#: terms)}``), each holding that loss's loops only, called with their own code as
+#: the last argument. Compiled callers that know their loss while typing
+#: (``fastbp._loop``'s objectives carry it in their type) call them directly, and
+#: compile one loss instead of all (measured in ``_loop._per_loss``); the kernels
+#: below branch on a run-time code over them.
 LOSS_KERNELS = MappingProxyType(
     {
         e.code: (_one_loss(e, _OUTPUT_FUNCTION), _one_loss(e, _OUTPUT_LOSS_TERMS))
         for e in LOSSES.values()
         if e.term is not None
     }
+)
+
+
+def _over_losses(spec: dict, index: int, call: str, otherwise: str) -> Callable:
+    """``spec``'s function for every loss, calling each loss's ``LOSS_KERNELS`` one."""
+    field = spec["field"]
+    entries = [
+        e._replace(**{field: LOSS_KERNELS[e.code][index]})
+        for e in LOSSES.values()
+        if e.term is not None
+    ]
+    return _per_code(
+        spec["name"], spec["params"], entries, field, call, otherwise=otherwise, doc=spec["doc"]
+    )
+
+
+_output_function = _over_losses(_OUTPUT_FUNCTION, 0, "{fn}(a, code)", "return")
+_output_loss_terms = _over_losses(
+    _OUTPUT_LOSS_TERMS, 1, "return {fn}(a, y, sw, sw_sum, grad, code)", "return math.nan"
 )
 
 
@@ -766,7 +783,8 @@ def output_activation(a, loss):
     ``exp(a - max(a)) / sum(exp(a - max(a)))`` (the exponentials by
     :func:`fastbp._math.exp_neg`, within about an ulp of ``exp``); others:
     nothing (their output activation is applied by :func:`dense_forward`).
-    Mutates ``a``.
+    Mutates ``a``. Calls the loss's function in :data:`LOSS_KERNELS`, which the
+    training loop calls directly.
     """
     _output_function(a, loss)
 
@@ -779,7 +797,8 @@ def output_loss_grad(a, y, sw, sw_sum, loss, grad):
     in a's dtype; sw (m,): sample weights, or an empty array for none; sw_sum: their
     sum (m without weights); ``loss``: the code of a ``LOSSES`` entry other than
     "mse". Returns J (float, accumulated in float64; see the loss section above) and
-    writes ``grad = w_i (a - y) / sw_sum`` (m, k). Mutates ``grad``.
+    writes ``grad = w_i (a - y) / sw_sum`` (m, k). Mutates ``grad``. Calls the
+    loss's function in :data:`LOSS_KERNELS`, which the training loop calls directly.
     """
     total = _output_loss_terms(a, y, sw, sw_sum, grad, loss)
     return total

@@ -143,29 +143,3 @@ def test_benchmarks_time_the_kernels_the_loop_runs():
     per_step = {"dense_forward", "dense_backward", "dense_backward_sgd", "adam_update"}
     assert per_step | {"momentum_update"} <= called
     assert per_step | {"momentum_update"} == set(KERNEL_OPS)
-
-
-@pytest.mark.parametrize("shape", [SHAPES[0], SHAPES[3]], ids=lambda s: "x".join(map(str, s)))
-@pytest.mark.parametrize("weighted", [True, False], ids=["weighted", "unweighted"])
-@pytest.mark.parametrize("loss", [e.name for e in kernels.LOSSES.values() if e.term is not None])
-def test_loss_kernels_of_the_loop_match_the_kernels(loss, weighted, shape, dtype, rng):
-    """The loop's one-loss functions (kernels.LOSS_KERNELS, made from the same source as
-    output_activation and output_loss_grad, which the table above checks against the
-    reference) give the same bits as those kernels."""
-    code = kernels.LOSSES[loss].code
-    output, loss_terms = kernels.LOSS_KERNELS[code]
-    a, code_arg = KERNEL_BY_NAME["output_activation"].build(rng, shape, dtype, False, loss).args
-    got = a.copy()
-    output(got, code)
-    kernels.output_activation(a, code_arg)
-    np.testing.assert_array_equal(got, a)
-
-    a, y, sw, sw_sum, _, grad = (
-        KERNEL_BY_NAME["output_loss_grad"].build(rng, shape, dtype, False, loss, weighted).args
-    )
-    got_grad = grad.copy()
-    got = loss_terms(a, y, sw, sw_sum, got_grad, code)
-    want = kernels.output_loss_grad(a, y, sw, sw_sum, code, grad)
-    assert got == want
-    assert got_grad.dtype == grad.dtype
-    np.testing.assert_array_equal(got_grad, grad)

@@ -24,8 +24,8 @@ structs):
                     ``2 (a - y) / m``, the output layer's derivative taken from its
                     activation), or an :class:`Objective` (a scikit-learn loss with
                     its canonical output and an L2 penalty ``alpha``; made by
-                    :func:`objective`, one subclass per loss, so the loss is part
-                    of the type too); for part of
+                    :func:`objective`, one subclass per loss: the loss is the
+                    type); for part of
                     a batch (a step split over threads by rows, :mod:`fastbp._rows`),
                     a :class:`HalfMSE` or :class:`HalfLoss`.
 ``opt``             None (gradient only), :class:`FusedSGD`, :class:`Momentum` or
@@ -173,11 +173,10 @@ class SparseData(NamedTuple):
 
 
 class Objective(NamedTuple):
-    """A scikit-learn loss (``kernels.LOSS_*`` code) and its L2 penalty ``alpha``.
-    Made by :func:`objective`, as the subclass of that loss: compiled code reads the
-    loss from the type."""
+    """A scikit-learn loss's L2 penalty ``alpha``; the loss is the class. Made by
+    :func:`objective` as the subclass of that loss (its ``CODE``, a
+    ``kernels.LOSS_*`` code): compiled code reads the loss from the type."""
 
-    loss: int
     alpha: float
 
 
@@ -190,9 +189,9 @@ class HalfMSE(NamedTuple):
 
 class HalfLoss(NamedTuple):
     """An :class:`Objective` for part of a batch whose sample weights add up to
-    ``sw_sum``, without the L2 term (added once, to the whole gradient)."""
+    ``sw_sum``, without the L2 term (added once, to the whole gradient); one
+    subclass per loss, as :class:`Objective`'s (``HALF_LOSSES``)."""
 
-    loss: int
     sw_sum: float
 
 
@@ -225,7 +224,7 @@ HALF_LOSSES = _per_loss(HalfLoss)
 
 def objective(loss: int, alpha: float) -> Objective:
     """The :class:`Objective` of ``kernels.LOSSES`` code ``loss`` with L2 penalty ``alpha``."""
-    return _OBJECTIVES[loss](loss, alpha)
+    return _OBJECTIVES[loss](alpha)
 
 
 class FusedSGD(NamedTuple):

@@ -182,7 +182,7 @@ def _half_objective_impl(objective, rows, sw_sum):
     if objective is types.none:
         return lambda objective, rows, sw_sum: _loop.HalfMSE(rows)
     half = _loop.HALF_LOSSES[objective.instance_class.CODE]
-    return lambda objective, rows, sw_sum: half(objective.loss, sw_sum)
+    return lambda objective, rows, sw_sum: half(sw_sum)
 
 
 def _alpha(objective):

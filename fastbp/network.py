@@ -35,6 +35,11 @@ DEFAULT_ACTIVATION = "logistic"
 _NO_WEIGHTS = {dt: np.empty(0, dtype=dt) for dt in FLOAT_DTYPES}
 
 
+def _each_epoch() -> int:
+    """With a callback, each epoch ends a chunk (the callback runs between epochs)."""
+    return 1
+
+
 def _check_activation(activation: Any, n_layers: int) -> list[str]:
     """One registered activation name per layer (see :class:`Network`), else a
     TypeError or ValueError naming ``activation``."""
@@ -387,7 +392,7 @@ class Network:
             engine.FusedSGD(self._layout.n_params, self._dtype, lr),
             shuffle=self._shuffle if shuffle else None,
             stop_on_divergence=True,
-            per_epoch=callback is not None,
+            epochs_ahead=None if callback is None else _each_epoch,
             dropout=masks,
         )
         losses = np.empty(epochs)

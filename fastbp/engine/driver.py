@@ -111,9 +111,14 @@ class Trainer:
     stop_on_divergence : bool
         After a chunk with a non-finite loss (fused SGD stops there) or weights,
         restore the chunk's starting state and raise :class:`Diverged`.
-    per_epoch : bool
-        End every chunk with an epoch, and draw each epoch's row order only when it
-        starts, so that the caller can act (and stop) between epochs.
+    epochs_ahead : callable() -> int, or None
+        For a caller that acts (and may stop) between epochs: called before each run
+        of epochs, it says how many may run before the caller must act (at least
+        1); no row order is drawn beyond them. A run of several epochs is one
+        compiled chunk, and is yielded only if it ends with finite weights; else it
+        runs again from its start, one epoch per chunk, so that the caller still
+        sees each epoch's weights up to the first non-finite ones. None: any number
+        of epochs per chunk, each yielded when it ends.
     n_threads : int or None
         Threads for this fit; None for the budget (:func:`fastbp.thread_info`).
     dropout : Dropout or None
@@ -133,7 +138,7 @@ class Trainer:
         alpha: float = 0.0,
         shuffle: Callable[[np.ndarray], None] | None = None,
         stop_on_divergence: bool = False,
-        per_epoch: bool = False,
+        epochs_ahead: Callable[[], int] | None = None,
         n_threads: int | None = None,
         dropout: Dropout | None = None,
     ) -> None:
@@ -142,7 +147,7 @@ class Trainer:
         self.layout, self.params, self.opt, self.batch = layout, params, opt, batch
         self.n = n
         self.shuffle = shuffle
-        self.per_epoch = per_epoch
+        self.epochs_ahead = epochs_ahead
         self.objective = None if layout.loss is None else _loop.objective(layout.loss, alpha)
         # CSR x (checked by the front end: fastbp.engine.sparse.check_csr) is never
         # copied: batches read its rows where they are; only y and sw are gathered.
@@ -159,6 +164,7 @@ class Trainer:
         self.yb = np.empty((rows, y.shape[1]), dtype=dtype)
         self.swb = np.empty(rows if sw.size else 0, dtype=dtype)
         self.n_threads = n_threads
+        self.dropout = dropout
         self.threads = threads_for(layout, batch, n_threads)
         # Small networks: each step split by rows over two threads (the same
         # results on one thread; see fastbp.engine.rows).
@@ -168,9 +174,9 @@ class Trainer:
         self.two_threads = False
         self.stop = np.zeros(1, dtype=np.uint8)
         self.snapshot = Snapshot(params, opt) if stop_on_divergence else None
-        # Row orders are drawn ahead for several epochs at once, except when the
-        # caller may stop between epochs: then no draw is made for an epoch not run.
-        self.block = 0 if shuffle is None else 1 if per_epoch else max(1, ORDER_BUDGET // n)
+        self.replay: Snapshot | None = None  # the start of a run of epochs (epochs_ahead)
+        # Row orders are drawn ahead for several epochs at once.
+        self.block = 0 if shuffle is None else max(1, ORDER_BUDGET // n)
         self.orders = np.empty((self.block, n), dtype=np.int64)
         self.no_order = np.empty((0, n), dtype=np.int64)
         self.max_steps = 1  # the first chunk measures the speed of a step
@@ -200,43 +206,79 @@ class Trainer:
     def _run(
         self, epochs: int, stack: contextlib.ExitStack, threads: Threads
     ) -> Iterator[tuple[int, np.ndarray]]:
-        n, batch = self.n, self.batch
         done = 0
-        watching = False
+        self.watching = False
         while done < epochs:
             count = epochs - done
+            if self.epochs_ahead is not None:
+                # Several epochs only if they fit in one chunk (below).
+                per_chunk = max(1, self.max_steps // self.steps_per_epoch)
+                count = min(count, max(1, int(self.epochs_ahead())), per_chunk)
             if self.shuffle is not None:
                 count = min(count, self.block)
                 orders = self.orders[:count]
                 self.shuffle(orders)
             else:
                 orders = self.no_order
-            data = self._data(orders)
-            loss_sums = np.zeros(count)
-            epoch = row = reported = 0
-            while epoch < count:
-                steps = self.max_steps
-                if self.per_epoch:  # no more steps than the current epoch has left
-                    steps = min(steps, -(-(n - row) // batch))
-                self.two_threads = threads.n >= 2
-                epoch, row, elapsed = self._chunk(data, epoch, row, steps, loss_sums)
-                threads.recheck()  # follow the machine's load (every 0.5 s at most)
-                if epoch > reported:
-                    yield epoch - reported, loss_sums[reported:epoch] / n
-                    done += epoch - reported
-                    reported = epoch
-                # Aim each chunk at CHUNK_SECONDS. The first chunk is one step; its
-                # time includes the call's fixed cost, so it overestimates a step and
-                # the next chunk comes out shorter than aimed, never longer.
-                seconds_per_step = max(elapsed, 1e-9) / steps
-                target = int(CHUNK_SECONDS / seconds_per_step)
-                self.max_steps = max(1, min(self.max_steps * CHUNK_GROWTH, target))
-                # Steps still to run: if they take longer than one chunk, let Ctrl-C
-                # cut chunks short (a watcher thread costs 0.14 ms to start and stop).
-                left = (epochs - done) * self.steps_per_epoch - -(-row // batch)
-                if not watching and left * seconds_per_step > CHUNK_SECONDS:
-                    stack.enter_context(watch_sigint(self.stop))
-                    watching = True
+            if self.epochs_ahead is None or count == 1:
+                yield from self._epochs(orders, count, epochs - done, stack, threads)
+            else:
+                yield from self._run_checked(orders, count, epochs - done, stack, threads)
+            done += count
+
+    def _run_checked(
+        self, orders: np.ndarray, count: int, left: int, stack: contextlib.ExitStack,
+        threads: Threads,
+    ) -> Iterator[tuple[int, np.ndarray]]:  # fmt: skip
+        """``count`` epochs in one chunk, yielded if the weights end finite; else
+        run again from their start one epoch per chunk (the same orders, optimizer
+        state and dropout draws: the same steps)."""
+        if self.replay is None:
+            self.replay = Snapshot(self.params, self.opt)
+        dropout = None if self.dropout is None else self.dropout.state
+        self.replay.save(None if dropout is None else dropout.copy())
+        held = list(self._epochs(orders, count, left, stack, threads))
+        if all_finite(self.params):
+            yield from held
+            return
+        saved_dropout = self.replay.restore()
+        if dropout is not None:
+            np.copyto(dropout, saved_dropout)
+        for e in range(count):
+            one = orders[e : e + 1] if self.shuffle is not None else orders
+            yield from self._epochs(one, 1, left - e, stack, threads)
+
+    def _epochs(
+        self, orders: np.ndarray, count: int, left: int, stack: contextlib.ExitStack,
+        threads: Threads,
+    ) -> Iterator[tuple[int, np.ndarray]]:  # fmt: skip
+        """Run ``count`` epochs in ``orders`` (``left`` epochs left in the fit) in
+        chunks of about CHUNK_SECONDS; yield (count, mean losses) as epochs end."""
+        n, batch = self.n, self.batch
+        data = self._data(orders)
+        loss_sums = np.zeros(count)
+        epoch = row = reported = 0
+        while epoch < count:
+            # (no more steps than these epochs have left: elapsed / steps is a step's time)
+            steps = min(self.max_steps, (count - epoch) * self.steps_per_epoch - -(-row // batch))
+            self.two_threads = threads.n >= 2
+            epoch, row, elapsed = self._chunk(data, epoch, row, steps, loss_sums)
+            threads.recheck()  # follow the machine's load (every 0.5 s at most)
+            if epoch > reported:
+                yield epoch - reported, loss_sums[reported:epoch] / n
+                reported = epoch
+            # Aim each chunk at CHUNK_SECONDS. The first chunk is one step; its
+            # time includes the call's fixed cost, so it overestimates a step and
+            # the next chunk comes out shorter than aimed, never longer.
+            seconds_per_step = max(elapsed, 1e-9) / steps
+            target = int(CHUNK_SECONDS / seconds_per_step)
+            self.max_steps = max(1, min(self.max_steps * CHUNK_GROWTH, target))
+            # Steps still to run: if they take longer than one chunk, let Ctrl-C
+            # cut chunks short (a watcher thread costs 0.14 ms to start and stop).
+            steps_left = (left - epoch) * self.steps_per_epoch - -(-row // batch)
+            if not self.watching and steps_left * seconds_per_step > CHUNK_SECONDS:
+                stack.enter_context(watch_sigint(self.stop))
+                self.watching = True
 
     def _data(self, orders: np.ndarray) -> _loop.Data | _loop.SparseData:
         """The compiled loop's data bundle, walking the rows in ``orders``."""

@@ -46,6 +46,11 @@ class Optimizer:
     def iteration_ends(self, time_step: int) -> None:
         """Called after each epoch with the number of samples seen so far."""
 
+    @property
+    def changes_each_epoch(self) -> bool:
+        """Whether :meth:`iteration_ends` changes the next epoch's steps."""
+        return False
+
     def trigger_stopping(self, msg: str, verbose: Any) -> bool:
         """The training loss or validation score stopped improving: stop (True)?"""
         if verbose:
@@ -113,6 +118,10 @@ class SGD(Optimizer):
     def iteration_ends(self, time_step: int) -> None:
         if self.lr_schedule == "invscaling":
             self.learning_rate = float(self.learning_rate_init) / (time_step + 1) ** self.power_t
+
+    @property
+    def changes_each_epoch(self) -> bool:
+        return self.lr_schedule == "invscaling"
 
     def trigger_stopping(self, msg: str, verbose: Any) -> bool:
         if self.lr_schedule != "adaptive":

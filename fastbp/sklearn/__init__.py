@@ -46,6 +46,12 @@ Differences from scikit-learn, all deliberate:
 * Ctrl-C (SIGINT, main thread) stops 'sgd' and 'adam' within one step, not at the
   end of the epoch; fit then returns with the "Training interrupted by user."
   warning and the weights of the last complete step, as scikit-learn's does.
+  When nothing changes between epochs, they run several to a compiled chunk (up
+  to about 0.1 s of them, and never past the first epoch where the stopping rule
+  could fire): the epochs that the interrupted chunk completed are in the
+  weights, but not in ``n_iter_``, ``t_`` and ``loss_curve_``, and the chunk's row
+  orders were drawn from ``random_state`` (scikit-learn counts and draws every
+  epoch it started).
 * Stricter checks, each a TypeError or ValueError naming the argument:
   ``hidden_layer_sizes`` entries must be integers (not bools or floats) and the
   parameter count must fit in 64 bits; a warm start or partial_fit with other

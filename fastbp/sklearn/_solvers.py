@@ -247,13 +247,24 @@ def fit_stochastic(
     sample_idx = np.arange(n_samples, dtype=int)
 
     def shuffle(orders: np.ndarray) -> None:
-        # What sklearn.utils.shuffle(sample_idx, random_state=rs) does, without its
-        # argument checks: the same draws, the same result.
+        # Each epoch, what sklearn.utils.shuffle(sample_idx, random_state=rs) does,
+        # without its argument checks: the same draws, the same result.
         nonlocal sample_idx
-        perm = np.arange(n_samples)
-        est._random_state.shuffle(perm)
-        sample_idx = sample_idx[perm]
-        orders[0] = sample_idx
+        for order in orders:
+            perm = np.arange(n_samples)
+            est._random_state.shuffle(perm)
+            sample_idx = sample_idx[perm]
+            order[:] = sample_idx
+
+    # Between two epochs the estimator must act (score, change the learning rate,
+    # stop) after every epoch with a validation score, an invscaling rate or
+    # partial_fit's single epoch; else the stopping rule (loss not improving for
+    # n_iter_no_change epochs) can fire no sooner than this many epochs ahead, and
+    # the epochs up to there run in one compiled chunk.
+    each_epoch = early_stopping or incremental or opt.changes_each_epoch
+
+    def epochs_ahead() -> int:
+        return 1 if each_epoch else est.n_iter_no_change + 1 - est._no_improvement_count
 
     trainer = engine.Trainer(
         layout,
@@ -265,7 +276,7 @@ def fit_stochastic(
         opt,
         float(est.alpha),
         shuffle=shuffle if est.shuffle else None,
-        per_epoch=True,
+        epochs_ahead=epochs_ahead,
         n_threads=est.n_threads,
         dropout=dropout,
     )
@@ -313,43 +324,27 @@ def run_epochs(
     # (not for partial_fit: one bar per call of a loop would be a line per call)
     bar = terminal_progress_bar(est.progress and not incremental, est.max_iter)
     try:
-        for _, losses in runs:  # one epoch at a time (per_epoch)
+        for _, losses in runs:
+            # ``params`` are the last epoch's. Epochs come several at a time only
+            # when nothing below changes training between them, and the stopping
+            # rule cannot fire before the last (the trainer's epochs_ahead).
             est._set_params(layout, params)
-            est.n_iter_ += 1
-            est.loss_ = float(losses[0])
-            est.t_ += n_samples
-            est.loss_curve_.append(est.loss_)
-            if est.verbose:
-                print("Iteration %d, loss = %.8f" % (est.n_iter_, est.loss_))
-            _update_no_improvement_count(est, validation_score)
-            opt.iteration_ends(est.t_)
-            stopping = False
-            if est._no_improvement_count > est.n_iter_no_change:
-                if early_stopping:
-                    msg = (
-                        "Validation score did not improve more than "
-                        "tol=%f for %d consecutive epochs." % (est.tol, est.n_iter_no_change)
+            for loss in losses:
+                stopping = _epoch_ends(est, opt, float(loss), n_samples, validation_score)
+                if bar is not None:
+                    _show_epoch(bar, est, early_stopping)
+                if stopping or incremental:
+                    break
+                if est.n_iter_ == est.max_iter:
+                    warnings.warn(
+                        "Stochastic Optimizer: Maximum iterations (%d) "
+                        "reached and the optimization hasn't converged yet." % est.max_iter,
+                        ConvergenceWarning,
+                        stacklevel=3,
                     )
-                else:
-                    msg = (
-                        "Training loss did not improve more than tol=%f"
-                        " for %d consecutive epochs." % (est.tol, est.n_iter_no_change)
-                    )
-                stopping = opt.trigger_stopping(msg, est.verbose)
-                if not stopping:
-                    est._no_improvement_count = 0
             good.save_if_finite()
-            if bar is not None:
-                _show_epoch(bar, est, early_stopping)
             if stopping or incremental:
                 break
-            if est.n_iter_ == est.max_iter:
-                warnings.warn(
-                    "Stochastic Optimizer: Maximum iterations (%d) "
-                    "reached and the optimization hasn't converged yet." % est.max_iter,
-                    ConvergenceWarning,
-                    stacklevel=3,
-                )
     except KeyboardInterrupt:
         # Mid-epoch: the weights are those of the last complete step.
         warnings.warn("Training interrupted by user.", stacklevel=3)
@@ -387,6 +382,30 @@ def run_epochs(
         est.coefs_ = est._best_coefs
         est.intercepts_ = est._best_intercepts
     return diverged
+
+
+def _epoch_ends(
+    est: Any, opt: optimizers.Optimizer, loss: float, n_samples: int, validation_score: Any
+) -> bool:
+    """scikit-learn's bookkeeping after an epoch of mean loss ``loss``; True to stop."""
+    est.n_iter_ += 1
+    est.loss_ = loss
+    est.t_ += n_samples
+    est.loss_curve_.append(est.loss_)
+    if est.verbose:
+        print("Iteration %d, loss = %.8f" % (est.n_iter_, est.loss_))
+    _update_no_improvement_count(est, validation_score)
+    opt.iteration_ends(est.t_)
+    if est._no_improvement_count <= est.n_iter_no_change:
+        return False
+    what = "Training loss" if validation_score is None else "Validation score"
+    msg = "%s did not improve more than tol=%f for %d consecutive epochs." % (
+        what, est.tol, est.n_iter_no_change
+    )  # fmt: skip
+    stopping = opt.trigger_stopping(msg, est.verbose)
+    if not stopping:
+        est._no_improvement_count = 0
+    return stopping
 
 
 def _dropout(est: Any, n_hidden: int, incremental: bool) -> engine.Dropout | None:

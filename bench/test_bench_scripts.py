@@ -1,10 +1,12 @@
 """Smoke runs of the benchmark scripts that are not pytest-benchmark suites
 (``sparse_fit.py``, ``dask_scaling.py``, ``threads.py``): each runs its ``--quick``
-case and prints its table. Not timed (the figures of a smoke run on a shared
+case and prints its table; and ``compile_floor.py`` (``startup.py``'s bare trainer)
+trains. Not timed (the figures of a smoke run on a shared
 machine mean nothing)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -49,3 +51,19 @@ def test_threads_quick_runs():
     out = _quick("threads.py")
     assert "| digits MLPClassifier (64,), adam |" in out
     assert "| small [64, 32, 10] b32, float64 |" in out
+
+
+def test_compile_floor_trains():
+    """The bare trainer that startup.py compiles cold is a working trainer: its
+    second epoch's loss is below its first."""
+    out = subprocess.run(
+        [sys.executable, str(HERE / "compile_floor.py")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout
+    result = json.loads(out)
+    first, second = result["J"]
+    assert 0 < second < first
+    assert result["fit_s"] > 0

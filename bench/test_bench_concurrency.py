@@ -29,4 +29,5 @@ def test_concurrency_quick_runs():
     ).stdout
     assert "| small [64, 32, 10], b32 | 2 |" in out
     assert "| joblib.Parallel(n_jobs=2) |" in out
+    assert "dispatch alone" in out
     assert "right after a 300" in out

@@ -13,13 +13,12 @@ For k processes on c cores (issue #10), each process's epoch time should be at m
 ``k x`` its time alone (*taking turns*: sharing never loses to running one after
 another) and the mean at most ``1.2 x (one-thread time alone) x k / c`` (*ideal*).
 The nested cases (``GridSearchCV(n_jobs=2)``, ``joblib.Parallel(n_jobs=2)``, a Dask
-``LocalCluster`` of two one-thread workers) time the
-whole job, against the same job with ``n_jobs=1`` (taking turns) and ``1.2 x`` the
-``n_jobs=1`` one-thread time ``/ c`` (ideal); for joblib and Dask also the same job
-with each fit replaced by a task that returns at once but carries the same data
-(*dispatch alone*: what the scheduler costs whatever the fit). *After matmul* times a digits
-``MLPClassifier`` fit right after a 300 x 300 NumPy matmul, against the same fit
-alone (target within 1.1x).
+``LocalCluster`` of two one-thread workers) time the whole job, against the same job
+with ``n_jobs=1`` (taking turns) and ``1.2 x`` the ``n_jobs=1`` one-thread time ``/ c``
+(ideal); for joblib and Dask also the same job with each fit replaced by a task that
+returns at once but carries the same data (*dispatch alone*: what the scheduler costs
+whatever the fit). *After matmul* times a digits ``MLPClassifier`` fit right after a
+300 x 300 NumPy matmul, against the same fit alone (target within 1.1x).
 
 The report prints markdown tables; ``--json FILE`` also saves the raw figures.
 """

@@ -103,7 +103,8 @@ def measure(repeat: int = 5, dtype: str = "float64", cold_repeat: int = 3) -> di
     try:
         for _ in range(cold_repeat):
             for mode, runs in cold.items():
-                shutil.rmtree(caches.get(mode, ""), ignore_errors=True)
+                if mode in caches:  # the previous cold run's, filled
+                    shutil.rmtree(caches[mode], ignore_errors=True)
                 caches[mode] = tempfile.mkdtemp(prefix="fastbp-startup-")
                 runs.append(_run_child(mode, dtype, caches[mode]))
         # The warm runs use the caches that the last cold runs filled.

@@ -1,6 +1,6 @@
 """Free cores: small networks on one thread against two (issue #10, section 2).
 
-    python bench/threads.py              # every case, 15 rounds (~30 s)
+    python bench/threads.py              # every case, 15 rounds (~15 s)
     python bench/threads.py --quick      # smoke run: 1 round, few epochs (~15 s)
 
 Each round times every case on 1 and on 2 threads (``fastbp.set_num_threads``),
@@ -11,7 +11,7 @@ timed with scikit-learn's own ``MLPClassifier``, in the same rounds.
 
 Two figures per thread count: a fit of E epochs divided by E (what a user's fit
 costs per epoch, its fixed costs included: the estimators' input checks, the same
-as scikit-learn's, take about 1 ms of a 60-epoch digits fit of 35-60 ms), and the
+as scikit-learn's, take about 1 ms of a 60-epoch digits fit of 20-40 ms), and the
 time an epoch adds (a fit of 2E epochs minus the fit of E, divided by E: the
 training alone, the two fits back to back).
 

@@ -25,10 +25,11 @@ thread runs it, so a fit gives the same bits on one thread as on two.
 A waiting thread reads the counter for a while (a task takes microseconds), then
 calls ``sched_yield`` between reads: when its partner has lost its core to
 another process, it hands its own core over instead of spinning against it. After
-longer still, it sleeps between reads (``NAP_MICROSECONDS``): a partner waiting
+longer still, it sleeps between reads (``NAP_MICROSECONDS``), leaving its core idle,
+which a yielding thread never does. That measurably helps when the partner waits
 behind another thread on its own core (NumPy's OpenBLAS spins its idle threads for
-a while after each product) is moved by the scheduler only onto a core that goes
-idle, and a yielding thread never leaves its core idle.
+a while after each product); the likely reason is that Linux moves a runnable
+thread to another core mostly when that core goes idle.
 
 Stopping: ``stop[0]`` (Ctrl-C) is read by each phase-0 task, and a non-finite J
 (fused SGD, as in ``_loop.train_chunk``) is found by the phase-1 tasks; either
@@ -63,8 +64,8 @@ TICKETS = 4  # per step: 2 phases x 2 halves
 SPINS = 2000
 # Reads before a waiting thread sleeps NAP_MICROSECONDS between reads. Measured:
 # of 240 digits fits each right after a 300 x 300 NumPy matmul, 14 took over 100 ms
-# (up to 145, against a median of 27-33 ms) with yields alone, 2 with naps; the
-# fits alone were as fast either way.
+# (up to 145, against medians of 27-34 ms) with yields alone, 2 with naps; the
+# ratios of bench/threads.py (fits alone) did not change beyond the noise.
 NAP_SPINS = 4 * SPINS
 NAP_MICROSECONDS = 50
 NO_CUTOFF = (1 << 63) - 1

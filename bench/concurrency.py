@@ -18,7 +18,10 @@ with ``n_jobs=1`` (taking turns) and ``1.2 x`` the ``n_jobs=1`` one-thread time 
 (ideal); for joblib and Dask also the same job with each fit replaced by a task that
 returns at once but carries the same data (*dispatch alone*: what the scheduler costs
 whatever the fit). *After matmul* times a digits ``MLPClassifier`` fit right after a
-300 x 300 NumPy matmul, against the same fit alone (target within 1.1x).
+300 x 300 NumPy matmul, against the same fit alone (target within 1.1x); also the fit
+``--late`` seconds after a matmul, the same fits on one thread, and the CPU that
+NumPy's BLAS threads use in the ``--late`` seconds after a matmul (they spin before
+they sleep).
 
 The report prints markdown tables; ``--json FILE`` also saves the raw figures.
 """
@@ -37,6 +40,10 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+from bench import machine  # noqa: E402
+
 OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")  # they slow NumPy's OpenBLAS
 X = "\u00d7"  # multiplication sign
 
@@ -349,7 +356,7 @@ def nested_table(args: argparse.Namespace, env: dict[str, str]) -> tuple[list[st
 
 
 AFTER_SCRIPT = r"""
-import json, sys, time, warnings
+import json, os, sys, threading, time, warnings
 import numpy as np
 from sklearn.datasets import load_digits
 import fastbp
@@ -377,24 +384,56 @@ def sk_fit():
         MLPClassifier(hidden_layer_sizes=(64,), max_iter=3, random_state=0).fit(X, y)
 
 
+def others_cpu():
+    # CPU time (s) of this process's threads but the calling one (/proc schedstat, ns)
+    me, total = str(threading.get_native_id()), 0
+    for tid in os.listdir("/proc/self/task"):
+        if tid != me:
+            try:
+                with open(f"/proc/self/task/{tid}/schedstat") as f:
+                    total += int(f.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                return None
+    return total * 1e-9
+
+
 fit(); a @ a; sk_fit()  # warm up
-alone, after, after_sk = [], [], []
+runs = {k: [] for k in ("alone", "after", "late", "after_sklearn", "alone_1", "after_1", "spin")}
 for _ in range(spec["repeats"]):
+    fastbp.set_num_threads(None)
     time.sleep(spec["pause"])  # let every pool go to sleep
-    alone.append(fit())
+    runs["alone"].append(fit())
     time.sleep(spec["pause"])
     a @ a
-    after.append(fit())
+    runs["after"].append(fit())
+    time.sleep(spec["pause"])
+    a @ a
+    time.sleep(spec["late"])
+    runs["late"].append(fit())
     time.sleep(spec["pause"])
     sk_fit()
-    after_sk.append(fit())
-med = lambda v: sorted(v)[len(v) // 2] * 1e3
-print(json.dumps({"alone": med(alone), "after": med(after), "after_sklearn": med(after_sk)}))
+    runs["after_sklearn"].append(fit())
+    fastbp.set_num_threads(1)
+    time.sleep(spec["pause"])
+    runs["alone_1"].append(fit())
+    time.sleep(spec["pause"])
+    a @ a
+    runs["after_1"].append(fit())
+    # NumPy's BLAS threads after a product, while this thread sleeps
+    time.sleep(spec["pause"])
+    before = others_cpu()
+    a @ a
+    time.sleep(spec["late"])
+    after = others_cpu()
+    runs["spin"].append(None if before is None or after is None else after - before)
+fastbp.set_num_threads(None)
+med = lambda v: None if None in v else sorted(v)[len(v) // 2] * 1e3
+print(json.dumps({k: med(v) for k, v in runs.items()}))
 """
 
 
 def after_table(args: argparse.Namespace, env: dict[str, str]) -> tuple[list[str], dict]:
-    spec = {"iters": args.iters, "repeats": args.repeats, "pause": args.pause}
+    spec = {"iters": args.iters, "repeats": args.repeats, "pause": args.pause, "late": args.late}
     out = subprocess.run(
         [sys.executable, "-c", AFTER_SCRIPT, json.dumps(spec)],
         capture_output=True,
@@ -404,19 +443,31 @@ def after_table(args: argparse.Namespace, env: dict[str, str]) -> tuple[list[str
         check=True,
     ).stdout
     r = json.loads(out.strip().splitlines()[-1])
+    alone, alone_1 = r["alone"], r["alone_1"]
+    matmul = f"a 300{X}300 NumPy matmul"
     lines = [
         f"One process: digits `MLPClassifier(hidden_layer_sizes=(64,), max_iter={args.iters})` "
         "fit, ms (median):",
         "",
         "| fit | ms | vs alone |",
         "|---|---|---|",
-        f"| alone ({args.pause:g} s after any other work) | {r['alone']:.3g} | 1.00{X} |",
-        f"| right after a 300{X}300 NumPy matmul | {r['after']:.3g} "
-        f"| {r['after'] / r['alone']:.2f}{X} |",
+        f"| alone ({args.pause:g} s after any other work) | {alone:.3g} | 1.00{X} |",
+        f"| right after {matmul} | {r['after']:.3g} | {r['after'] / alone:.2f}{X} |",
+        f"| {args.late:g} s after {matmul} | {r['late']:.3g} | {r['late'] / alone:.2f}{X} |",
         f"| right after a scikit-learn MLPClassifier fit | {r['after_sklearn']:.3g} "
-        f"| {r['after_sklearn'] / r['alone']:.2f}{X} |",
+        f"| {r['after_sklearn'] / alone:.2f}{X} |",
+        f"| one thread, alone | {alone_1:.3g} | {alone_1 / alone:.2f}{X} |",
+        f"| one thread, right after {matmul} | {r['after_1']:.3g} "
+        f"| {r['after_1'] / alone:.2f}{X} ({r['after_1'] / alone_1:.2f}{X} one thread alone) |",
     ]
-    print("\n".join(lines[-3:]), file=sys.stderr, flush=True)
+    if r["spin"] is not None:
+        lines += [
+            "",
+            f"NumPy's BLAS threads used {r['spin']:.3g} ms of CPU in the {args.late:g} s after "
+            f"starting {matmul}, while the calling thread slept (median; the product itself "
+            "takes about a millisecond): its idle workers spin before they sleep.",
+        ]
+    print("\n".join(lines[4:]), file=sys.stderr, flush=True)
     return lines, r
 
 
@@ -436,6 +487,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats (nested, after)")
     parser.add_argument("--pause", type=float, default=0.5, help="idle seconds before a fit")
     parser.add_argument(
+        "--late", type=float, default=0.3, help="seconds after a matmul for the late fit"
+    )
+    parser.add_argument(
         "--parts",
         default="network,nested,after",
         help="comma-separated subset of network,nested,after (default: all)",
@@ -453,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
         args.k = args.k or [1, 2]
         args.seconds, args.block = min(args.seconds, 0.3), min(args.block, 0.03)
         args.nested = args.nested or ["parallel"]
-        args.fits, args.iters, args.repeats, args.pause = 2, 2, 1, 0.05
+        args.fits, args.iters, args.repeats, args.pause, args.late = 2, 2, 1, 0.05, 0.05
     args.case = args.case or list(CASES)
     args.k = sorted(set(args.k or [1, 2, 3]) | {1})
     args.nested = args.nested or ["grid", "parallel", "dask"]
@@ -461,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
 
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     command = " ".join(["python", "bench/concurrency.py", *(argv or sys.argv[1:])])
-    out = [f"`{command}` ({stamp}, {cores()} cores)", ""]
+    out = [f"`{command}` ({stamp}; {machine.describe()})", ""]
     parts = set(args.parts.split(","))
     raw_net = raw_nested = raw_after = None
     if "network" in parts:

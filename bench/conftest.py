@@ -22,6 +22,7 @@ import pytest
 import threadpoolctl
 
 import fastbp
+from bench import machine
 from bench.cases import Case
 
 OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
@@ -174,18 +175,7 @@ def measure(benchmark: Any, request: pytest.FixtureRequest) -> Measure:
 
 def machine_info() -> dict[str, Any]:
     """The CPU, core count, library versions and BLAS builds of this process."""
-    cpu = platform.processor() or platform.machine()
-    flags: list[str] = []
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name" and cpu in ("", platform.machine()):
-                    cpu = value.strip()
-                elif key.strip() == "flags" and not flags:
-                    flags = [fl for fl in value.split() if fl.startswith(("avx", "fma"))]
-    except OSError:
-        pass
+    cpu, flags = machine.cpu()
     versions = {"python": platform.python_version(), "numpy": np.__version__}
     versions["numba"] = numba.__version__
     versions["fastbp"] = fastbp.__version__

@@ -31,3 +31,4 @@ def test_concurrency_quick_runs():
     assert "| joblib.Parallel(n_jobs=2) |" in out
     assert "dispatch alone" in out
     assert "right after a 300" in out
+    assert "one thread, right after a 300" in out

@@ -5,7 +5,7 @@
 
 Then it runs ``bench/concurrency.py`` (k processes sharing the cores, nested fits, a
 fit after NumPy BLAS work; ~3 min) into ``bench/results/concurrency.md``, and
-``bench/threads.py`` (small networks on one thread against two; ~30 s) into
+``bench/threads.py`` (small networks on one thread against two; ~50 s) into
 ``bench/results/threads.md``, unless ``--no-concurrency``.
 
 The suite runs in a subprocess with ``--benchmark-enable`` and without

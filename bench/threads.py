@@ -1,7 +1,7 @@
 """Free cores: small networks on one thread against two (issue #10, section 2).
 
-    python bench/threads.py              # every case, 15 rounds (~30 s)
-    python bench/threads.py --quick      # smoke run: 1 round, few epochs (~15 s)
+    python bench/threads.py              # every case, 15 rounds (~50 s)
+    python bench/threads.py --quick      # smoke run: 1 round, few epochs (~5 s)
 
 Each round times every case on 1 and on 2 threads (``fastbp.set_num_threads``),
 in alternating order, in this one process, then scikit-learn's fits; a figure is
@@ -51,7 +51,6 @@ from bench import machine  # noqa: E402
 
 X = "\u00d7"  # multiplication sign
 TARGET = 0.6
-N_ROWS = 1797  # digits
 
 
 def _digits() -> tuple[np.ndarray, np.ndarray]:
@@ -102,8 +101,8 @@ def estimator_case(
 
 
 def _steps(batch: int) -> int:
-    """Steps per epoch on the 1797 digits rows."""
-    return -(-N_ROWS // batch)
+    """Steps per epoch on the digits rows."""
+    return -(-len(_digits()[1]) // batch)
 
 
 def cases() -> dict[str, dict[str, Any]]:
